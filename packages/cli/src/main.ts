@@ -1,0 +1,19 @@
+import { errorMessage, isWrennError } from '@wrenn/common';
+import { Command } from 'commander';
+
+// Each command group lives in its own file under commands/ and registers itself here.
+export async function main(argv: string[]): Promise<void> {
+  const program = new Command('wrenn')
+    .description('Wrenn: self-hostable microVM sandboxes for AI agents (E2B-compatible)')
+    .option('--dir <path>', 'state directory (default: $WRENN_DIR or ~/.wrenn)')
+    .showHelpAfterError();
+
+  try {
+    await program.parseAsync(argv);
+  } catch (e) {
+    // One clear line, never a stack trace.
+    const code = isWrennError(e) ? `${e.code}: ` : '';
+    process.stderr.write(`wrenn: ${code}${errorMessage(e)}\n`);
+    process.exitCode = process.exitCode || 1;
+  }
+}
