@@ -1,0 +1,3 @@
+export { buildEnvd, envdBundleHash, envdSourceHash } from './build.ts';
+export { defaultOptions, ENVD_PORT, ENVD_VERSION, type EnvdOptions } from './config.ts';
+export { type RunningEnvd, startEnvd } from './server.ts';
