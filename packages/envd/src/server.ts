@@ -1,32 +1,79 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { connectNodeAdapter } from '@connectrpc/connect-node';
+import { filesystemv1, processv1 } from '@wrenn/proto';
+import { checkAccessToken } from './auth.ts';
 import type { EnvdOptions } from './config.ts';
+import { MetadataStore } from './filesystem/metadata.ts';
+import { filesystemService } from './filesystem/service.ts';
+import { WatcherTable } from './filesystem/watchers.ts';
+import { handleHttp } from './http/router.ts';
+import { sendError } from './http/respond.ts';
+import { ProcessRegistry } from './process/registry.ts';
+import { processService } from './process/service.ts';
+import { EnvdState } from './state.ts';
 
 export interface RunningEnvd {
   server: Server;
   port: number;
+  state: EnvdState;
   close(): Promise<void>;
 }
 
-/** Start envd's HTTP server (Connect RPC + plain HTTP routes on one port). */
+/** Start envd: Connect RPC (process, filesystem) and the plain HTTP routes on one port. */
 export async function startEnvd(opts: EnvdOptions): Promise<RunningEnvd> {
-  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
-    if (req.url === '/health') {
-      res.writeHead(204).end();
-      return;
-    }
-    res.writeHead(404, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ code: 'not_found', message: `no route for ${req.method} ${req.url}` }));
+  const state = new EnvdState(opts);
+  const registry = new ProcessRegistry();
+  const watchers = new WatcherTable();
+  const metadata = new MetadataStore();
+  let server: Server | undefined;
+  const httpDeps = { state, metadata, closeIdleConnections: () => server?.closeIdleConnections() };
+  const rpc = connectNodeAdapter({
+    routes(router) {
+      router.service(processv1.Process, processService(state, registry));
+      router.service(filesystemv1.Filesystem, filesystemService(state, watchers, metadata));
+    },
+    // Newer SDKs may add fields; unknown ones must not fail a call.
+    jsonOptions: { ignoreUnknownFields: true },
+    fallback: (req, res) => void handleHttp(httpDeps, req as IncomingMessage, res as ServerResponse),
   });
+
+  server = createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    // /health is open; /files checks the token or a URL signature itself; the rest need
+    // the token once /init set one.
+    if (path !== '/health' && path !== '/files') {
+      try {
+        checkAccessToken(state, header(req, 'x-access-token'));
+      } catch (e) {
+        sendError(res, e);
+        return;
+      }
+    }
+    rpc(req, res);
+  });
+  server.keepAliveTimeout = 65_000; // longer than the SDK's pooled idle connections
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(opts.port, opts.host, () => resolve());
   });
   const port = (server.address() as AddressInfo).port;
-  console.log(JSON.stringify({ msg: 'envd listening', mode: opts.mode, host: opts.host, port }));
+  console.log(JSON.stringify({ msg: 'envd listening', mode: opts.mode, host: opts.host, port, pid: process.pid }));
   return {
-    server,
+    server: server as Server,
     port,
-    close: () => new Promise((resolve) => server.close(() => resolve())),
+    state,
+    close: () =>
+      new Promise((resolve) => {
+        watchers.closeAll();
+        server?.closeAllConnections();
+        server?.close(() => resolve());
+      }),
   };
 }
+
+export function header(req: IncomingMessage, name: string): string | undefined {
+  const v = req.headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
