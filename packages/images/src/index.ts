@@ -1,0 +1,5 @@
+export * from './build.ts';
+export * from './catalog.ts';
+export * from './list.ts';
+export * from './manifest.ts';
+export * from './progress.ts';
