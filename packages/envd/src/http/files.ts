@@ -98,7 +98,7 @@ export async function uploadFiles(
     await new Promise<void>((resolve, reject) => {
       let bb: busboy.Busboy;
       try {
-        bb = busboy({ headers: { ...req.headers, 'content-type': contentType } });
+        bb = busboy({ headers: { ...req.headers, 'content-type': contentType }, preservePath: true });
       } catch (e) {
         reject(new WrennError('invalid_argument', `bad multipart body: ${(e as Error).message}`));
         return;
