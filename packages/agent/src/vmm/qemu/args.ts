@@ -39,6 +39,12 @@ export interface QemuVmSpec {
    * file); `share: false` maps it privately, copy-on-write (clones of a template).
    */
   memoryFile?: { path: string; share: boolean };
+  /**
+   * Anonymous guest RAM under the same backend id as `memoryFile`: the RAM block has the
+   * same name either way, so a VM whose RAM was a file migrates into one whose RAM is not
+   * (a pause snapshot of a template clone restores without the template's file).
+   */
+  ramBackend?: boolean;
   console?: QemuConsole;
   qmpSocket?: string;
   pidFile?: string;
@@ -59,8 +65,10 @@ export function qemuArgs(spec: QemuVmSpec): string[] {
     'isa-serial=on',
     'rtc=on',
     'pcie=off',
-    'acpi=off',
-    spec.memoryFile ? `memory-backend=${MEMORY_BACKEND_ID}` : '',
+    // Debian's cloud kernel finds virtio-mmio devices only through ACPI (no
+    // CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES): with acpi=off the root disk never appears.
+    'acpi=on',
+    spec.memoryFile || spec.ramBackend ? `memory-backend=${MEMORY_BACKEND_ID}` : '',
   ]
     .filter(Boolean)
     .join(',');
@@ -95,6 +103,8 @@ export function qemuArgs(spec: QemuVmSpec): string[] {
       '-object',
       `memory-backend-file,id=${MEMORY_BACKEND_ID},size=${spec.memoryMb}M,mem-path=${spec.memoryFile.path},share=${spec.memoryFile.share ? 'on' : 'off'}`,
     );
+  } else if (spec.ramBackend) {
+    args.push('-object', `memory-backend-ram,id=${MEMORY_BACKEND_ID},size=${spec.memoryMb}M`);
   }
 
   if (spec.rootDisk) {

@@ -1,0 +1,205 @@
+import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fsyncPath, isValidId, layout, WrennError, writeFileAtomic } from '@wrenn/common';
+import { step } from '../crash.ts';
+import { createOverlay, flattenToRaw } from '../disk.ts';
+import { waitEnvdHealthy } from '../envd-client.ts';
+import type { Manager } from '../manager.ts';
+import type { Sandbox } from '../sandbox.ts';
+import { nowNs, sandboxPaths } from '../store.ts';
+import {
+  BASE_IMAGE,
+  dirBytes,
+  promoteTemplateSnapshot,
+  resolveTemplate,
+  TEMPLATE_SNAPSHOT_DIR,
+  TEMPLATE_SNAPSHOT_META,
+  type Template,
+  type TemplateSnapshotMeta,
+} from '../templates.ts';
+import type { VmSource } from '../vmm/driver.ts';
+
+export interface SandboxSource {
+  vm: VmSource;
+  /** What the new sandbox's overlay is backed by: the disk the snapshot's RAM belongs to. */
+  disk: { path: string; format: 'raw' | 'qcow2' };
+}
+
+const TEMPLATE_DISK = 'rootfs.qcow2';
+
+/**
+ * Where a new sandbox starts from: the template's snapshot when its size matches, built
+ * lazily (once per template, shared by concurrent creates) when the driver can; else a
+ * cold boot from the base image.
+ */
+export async function templateSource(m: Manager, tpl: Template, sb: Sandbox): Promise<SandboxSource> {
+  const cold: SandboxSource = { vm: { kind: 'cold' }, disk: { path: tpl.baseImage, format: 'raw' } };
+  if (!m.driver.capabilities.templateSnapshots) return cold;
+  let t = tpl;
+  if (!t.snapshotMeta && m.templateSnapshotBuilder) {
+    await ensureTemplateSnapshot(m, tpl, sb.vcpus, sb.memoryMb);
+    t = await resolveTemplate(m.dir, tpl.teamId, tpl.templateId);
+  }
+  const meta = t.snapshotMeta;
+  if (!meta || !t.snapshotDir || meta.memory_mb !== sb.memoryMb || meta.vcpus !== sb.vcpus) return cold;
+  const disk = meta.disk
+    ? { path: join(t.snapshotDir, meta.disk), format: 'qcow2' as const }
+    : { path: tpl.baseImage, format: 'raw' as const };
+  return {
+    vm: { kind: meta.kind === 'template' ? 'template' : 'snapshot', snapshotDir: t.snapshotDir },
+    disk,
+  };
+}
+
+/** Build `images/<team>/<tpl>/snapshot/` once; concurrent callers share the build. */
+export function ensureTemplateSnapshot(m: Manager, tpl: Template, vcpus: number, memoryMb: number): Promise<void> {
+  const key = `${tpl.teamId}/${tpl.templateId}`;
+  const running = m.templateBuilds.get(key);
+  if (running) return running;
+  const p = buildTemplateSnapshot(m, tpl, vcpus, memoryMb).finally(() => m.templateBuilds.delete(key));
+  m.templateBuilds.set(key, p);
+  return p;
+}
+
+async function buildTemplateSnapshot(m: Manager, tpl: Template, vcpus: number, memoryMb: number): Promise<void> {
+  const builder = m.templateSnapshotBuilder;
+  if (!builder) return;
+  const log = m.log.child({ template: `${tpl.teamId}/${tpl.templateId}` });
+  const f = { template: `${tpl.teamId}/${tpl.templateId}` };
+  const staging = join(tpl.dir, `${TEMPLATE_SNAPSHOT_DIR}.staging-${nowNs()}`);
+  const work = join(m.dir, 'tmp', `tpl-${tpl.teamId}-${tpl.templateId}-${nowNs()}`);
+  await mkdir(staging, { recursive: true });
+  await mkdir(work, { recursive: true });
+  // A port outside the slot range: the build VM holds no slot.
+  const port = m.slots.portBase + m.slots.maxSlots + 1;
+  try {
+    // The template VM writes to its own overlay; clones are backed by that overlay so the
+    // disk they see is exactly the one the snapshot's page cache belongs to.
+    const disk = join(staging, TEMPLATE_DISK);
+    await createOverlay(tpl.baseImage, disk, 0);
+    await step(log, 'template', 'build-snapshot', f, () =>
+      builder({
+        spec: {
+          vmId: `tpl-${tpl.templateId}`.slice(0, 63),
+          runDir: join(work, 'vm'),
+          vcpus,
+          memoryMb,
+          kernel: tpl.kernel,
+          initrd: tpl.initrd,
+          ...(m.cmdline ? { cmdline: m.cmdline } : {}),
+          overlay: disk,
+          network: { kind: 'user', envdHostPort: port },
+        },
+        outDir: staging,
+        ready: () => waitEnvdHealthy(port, m.envdReadyTimeoutMs),
+      }),
+    );
+    const meta: TemplateSnapshotMeta = {
+      version: 1,
+      kind: 'template',
+      disk: TEMPLATE_DISK,
+      created_at: new Date().toISOString(),
+      memory_mb: memoryMb,
+      vcpus,
+    };
+    await step(log, 'template', 'promote-snapshot', f, () =>
+      promoteTemplateSnapshot(staging, join(tpl.dir, TEMPLATE_SNAPSHOT_DIR), meta),
+    );
+    log.info({ event: 'template-snapshot-built' }, 'template snapshot built');
+  } catch (e) {
+    log.warn({ event: 'template-snapshot-failed', error: (e as Error).message }, 'template snapshot build failed; cold boot');
+    await rm(staging, { recursive: true, force: true });
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+/**
+ * CreateTemplateSnapshot: a running sandbox becomes a new template and keeps running.
+ * Its vCPUs stop while its RAM and disk are copied (a full snapshot + the flattened disk),
+ * then run again. The template dir is built in `<tpl>.staging-<ns>` and renamed in whole.
+ */
+export async function createTemplateFromSandbox(
+  m: Manager,
+  sandboxId: string,
+  teamId: string,
+  templateId: string,
+): Promise<Template> {
+  m.refuseWhenClosing();
+  if (!isValidId(teamId)) throw new WrennError('invalid_argument', `bad team id ${JSON.stringify(teamId)}`);
+  if (!isValidId(templateId)) throw new WrennError('invalid_argument', `bad template id ${JSON.stringify(templateId)}`);
+  const sb = m.get(sandboxId);
+  const finalDir = layout(m.dir).image(teamId, templateId);
+  if (await stat(finalDir).then(() => true, () => false)) {
+    throw new WrennError('conflict', `template ${teamId}/${templateId} already exists`);
+  }
+  const log = m.log.child({ sandbox: sb.id, template: `${teamId}/${templateId}` });
+  const f = { sandbox: sb.id, template: `${teamId}/${templateId}` };
+  return sb.lock.run(async () => {
+    m.expectStatus(sb, 'snapshot', 'running');
+    const vm = sb.vm!;
+    const srcTpl = await resolveTemplate(m.dir, sb.teamId, sb.templateId);
+    const staging = `${finalDir}.staging-${nowNs()}`;
+    const snapDir = join(staging, TEMPLATE_SNAPSHOT_DIR);
+    await mkdir(snapDir, { recursive: true });
+    let vcpusStopped = false;
+    try {
+      await step(log, 'template', 'pause-vcpus', f, () => m.driver.pause(vm));
+      vcpusStopped = true;
+      await step(log, 'template', 'write-template-staging', f, () => m.driver.snapshotToDir(vm, snapDir, 'full'));
+      await step(log, 'template', 'copy-rootfs', f, () =>
+        flattenToRaw(sandboxPaths(m.dir, sb.id).overlay, join(staging, BASE_IMAGE)),
+      );
+      await step(log, 'template', 'resume-vcpus', f, () => m.driver.resume(vm));
+      vcpusStopped = false;
+      await writeFileAtomic(
+        join(staging, 'template.json'),
+        `${JSON.stringify({ kernel: srcTpl.kernel, initrd: srcTpl.initrd, from_sandbox: sb.id, from_template: `${sb.teamId}/${sb.templateId}` }, null, 2)}\n`,
+      );
+      const meta: TemplateSnapshotMeta = {
+        version: 1,
+        kind: 'full',
+        created_at: new Date().toISOString(),
+        memory_mb: sb.memoryMb,
+        vcpus: sb.vcpus,
+        source_sandbox: sb.id,
+      };
+      await step(log, 'template', 'promote-template', f, async () => {
+        for (const name of await readdir(snapDir)) await fsyncPath(join(snapDir, name));
+        await writeFileAtomic(join(snapDir, TEMPLATE_SNAPSHOT_META), `${JSON.stringify(meta, null, 2)}\n`);
+        await fsyncPath(join(staging, BASE_IMAGE));
+        await fsyncPath(staging);
+        await mkdir(join(finalDir, '..'), { recursive: true });
+        await rename(staging, finalDir);
+        await fsyncPath(join(finalDir, '..'));
+      });
+    } catch (e) {
+      if (vcpusStopped) await m.driver.resume(vm).catch(() => undefined);
+      await rm(staging, { recursive: true, force: true });
+      throw e;
+    }
+    return resolveTemplate(m.dir, teamId, templateId);
+  });
+}
+
+/**
+ * DeleteTemplate: refused while any sandbox uses it — running ones hold a base-image
+ * reference, paused ones need the base to resume.
+ */
+export async function deleteTemplate(m: Manager, teamId: string, templateId: string): Promise<void> {
+  const tpl = await resolveTemplate(m.dir, teamId, templateId);
+  if (m.baseRefs.count(tpl.baseImage) > 0) {
+    throw new WrennError('failed_precondition', `template ${teamId}/${templateId} is in use by running sandboxes`);
+  }
+  const users = [...m.boxes.values()].filter((s) => s.teamId === teamId && s.templateId === templateId);
+  if (users.length > 0) {
+    throw new WrennError('failed_precondition', `template ${teamId}/${templateId} is used by sandbox ${users[0]!.id} (${users[0]!.status})`);
+  }
+  const trash = `${tpl.dir}.trash-${nowNs()}`;
+  await rename(tpl.dir, trash);
+  await rm(trash, { recursive: true, force: true });
+}
+
+export async function templateSize(t: Template): Promise<number> {
+  return dirBytes(t.dir);
+}
