@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -30,6 +30,7 @@ export interface HostEnvd {
  */
 export async function startHostEnvd(extraArgs: string[] = [], opts: { defaultUser?: string } = {}): Promise<HostEnvd> {
   const homeRoot = await mkdtemp(join(tmpdir(), 'wrenn-envd-test-'));
+  await chmod(homeRoot, 0o755); // like /home: other users may pass through to their homes
   const args = ['--import', 'tsx', MAIN_TS, '--port', '0', '--listen', '127.0.0.1', '--home-root', homeRoot];
   args.push('--default-user', opts.defaultUser ?? 'root', ...extraArgs);
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, WRENN_LOG_LEVEL: 'silent' } });

@@ -11,6 +11,7 @@ import { checkAccessToken, resolveUser, verifyFileSignature } from '../auth.ts';
 import { fromErrno } from '../errors.ts';
 import type { MetadataStore } from '../filesystem/metadata.ts';
 import { checkAccess, mkdirAs, resolvePath } from '../paths.ts';
+import { ensureHome } from '../rpc-context.ts';
 import type { EnvdState } from '../state.ts';
 import type { User } from '../users.ts';
 import { sendJson } from './respond.ts';
@@ -36,9 +37,15 @@ function authorize(state: EnvdState, req: IncomingMessage, q: URLSearchParams, o
   return resolveUser(state, q.get('username') ?? undefined);
 }
 
+async function authorizeWithHome(state: EnvdState, req: IncomingMessage, q: URLSearchParams, op: 'read' | 'write') {
+  const user = authorize(state, req, q, op);
+  await ensureHome(state, user);
+  return user;
+}
+
 /** GET /files?path=&username= — the file's bytes, streamed (gzip if the client accepts it). */
 export async function downloadFile(state: EnvdState, req: IncomingMessage, res: ServerResponse, q: URLSearchParams) {
-  const user = authorize(state, req, q, 'read');
+  const user = await authorizeWithHome(state, req, q, 'read');
   const raw = q.get('path');
   if (!raw) throw new WrennError('invalid_argument', 'query parameter path is required');
   const path = resolvePath(user, raw, state.defaultWorkdir);
@@ -82,7 +89,7 @@ export async function uploadFiles(
   res: ServerResponse,
   q: URLSearchParams,
 ) {
-  const user = authorize(state, req, q, 'write');
+  const user = await authorizeWithHome(state, req, q, 'write');
   const md = metadataFrom(req);
   const encoding = String(req.headers['content-encoding'] ?? '').toLowerCase();
   if (encoding && encoding !== 'gzip' && encoding !== 'identity') {
