@@ -4,6 +4,7 @@ import { connectNodeAdapter } from '@connectrpc/connect-node';
 import { filesystemv1, processv1 } from '@wrenn/proto';
 import { checkAccessToken } from './auth.ts';
 import type { EnvdOptions } from './config.ts';
+import { toConnectError } from './errors.ts';
 import { MetadataStore } from './filesystem/metadata.ts';
 import { filesystemService } from './filesystem/service.ts';
 import { WatcherTable } from './filesystem/watchers.ts';
@@ -12,6 +13,8 @@ import { sendError } from './http/respond.ts';
 import { ProcessRegistry } from './process/registry.ts';
 import { processService } from './process/service.ts';
 import { EnvdState } from './state.ts';
+
+const RPC_PATH = /^\/(process\.Process|filesystem\.Filesystem)\//;
 
 export interface RunningEnvd {
   server: Server;
@@ -35,14 +38,25 @@ export async function startEnvd(opts: EnvdOptions): Promise<RunningEnvd> {
     },
     // Newer SDKs may add fields; unknown ones must not fail a call.
     jsonOptions: { ignoreUnknownFields: true },
+    // RPCs check the token here so a refusal is a proper Connect error (streams included).
+    interceptors: [
+      (next) => async (req) => {
+        try {
+          checkAccessToken(state, req.header.get('x-access-token') ?? undefined);
+        } catch (e) {
+          throw toConnectError(e);
+        }
+        return next(req);
+      },
+    ],
     fallback: (req, res) => void handleHttp(httpDeps, req as IncomingMessage, res as ServerResponse),
   });
 
   server = createServer((req, res) => {
-    const path = (req.url ?? '/').split('?')[0];
-    // /health is open; /files checks the token or a URL signature itself; the rest need
-    // the token once /init set one.
-    if (path !== '/health' && path !== '/files') {
+    const path = (req.url ?? '/').split('?')[0]!;
+    // /health is open; /files checks the token or a URL signature itself; RPCs check it in
+    // the interceptor above; the other routes need it here once /init set one.
+    if (path !== '/health' && path !== '/files' && !RPC_PATH.test(path)) {
       try {
         checkAccessToken(state, header(req, 'x-access-token'));
       } catch (e) {
