@@ -27,6 +27,8 @@ export interface FakeAgent {
   register(cpUrl: string, registrationToken: string): Promise<void>;
   heartbeat(cpUrl: string): Promise<Response>;
   calls: string[];
+  /** In-sandbox port → port on this host, for user-port traffic (envd's port is built in). */
+  userPorts: Map<number, number>;
   capacity: { vcpus: number; memoryMb: number; diskMb: number };
   close(): Promise<void>;
 }
@@ -39,6 +41,8 @@ export async function startFakeAgent(opts: { capacity?: { vcpus: number; memoryM
   const sandboxes = new Map<string, agentv1.SandboxInfo>();
   const pendingAutoPaused: string[] = [];
   const calls: string[] = [];
+  const userPorts = new Map<number, number>();
+  const upstreamPort = (port: string) => (Number(port) === 49983 ? envd.port : userPorts.get(Number(port)));
   const capacity = opts.capacity ?? { vcpus: 8, memoryMb: 8192, diskMb: 65536 };
   const state = { hostToken: '', hostId: '' };
 
@@ -154,7 +158,9 @@ export async function startFakeAgent(opts: { capacity?: { vcpus: number; memoryM
     if (!s || s.status !== S.RUNNING) return fail(502, 'bad_gateway', `sandbox ${m[1]} is not running`);
     const headers = { ...req.headers };
     delete headers['x-wrenn-host-token'];
-    const up = http.request({ host: '127.0.0.1', port: envd.port, path: m[3] || '/', method: req.method, headers }, (upRes) => {
+    const port = upstreamPort(m[2]!);
+    if (!port) return fail(502, 'bad_gateway', `nothing listens on port ${m[2]}`);
+    const up = http.request({ host: '127.0.0.1', port, path: m[3] || '/', method: req.method, headers }, (upRes) => {
       res.writeHead(upRes.statusCode ?? 502, upRes.headers);
       upRes.pipe(res);
     });
@@ -166,6 +172,29 @@ export async function startFakeAgent(opts: { capacity?: { vcpus: number; memoryM
     const m = /^\/proxy\/([a-z0-9-]+)\/(\d+)(\/.*)?$/.exec(req.url ?? '');
     if (m) return proxy(req, res, m);
     rpc(req, res);
+  });
+  // Upgrades (WebSocket) to user ports: handshake forwarded, then raw bytes both ways.
+  server.on('upgrade', (req, socket, head) => {
+    const m = /^\/proxy\/([a-z0-9-]+)\/(\d+)(\/.*)?$/.exec(req.url ?? '');
+    const s = m && sandboxes.get(m[1]!);
+    const port = m && upstreamPort(m[2]!);
+    if (!m || !s || s.status !== S.RUNNING || !port || req.headers['x-wrenn-host-token'] !== state.hostToken) {
+      socket.end('HTTP/1.1 502 Bad Gateway\r\nconnection: close\r\n\r\n');
+      return;
+    }
+    const headers = { ...req.headers };
+    delete headers['x-wrenn-host-token'];
+    const up = http.request({ host: '127.0.0.1', port, path: m[3] || '/', method: req.method, headers });
+    up.on('upgrade', (res, upSocket, upHead) => {
+      const lines = [`HTTP/1.1 ${res.statusCode} ${res.statusMessage}`];
+      for (let i = 0; i < res.rawHeaders.length; i += 2) lines.push(`${res.rawHeaders[i]}: ${res.rawHeaders[i + 1]}`);
+      socket.write(`${lines.join('\r\n')}\r\n\r\n`);
+      if (upHead.length) socket.write(upHead);
+      if (head.length) upSocket.write(head);
+      upSocket.pipe(socket).pipe(upSocket);
+    });
+    up.on('error', () => socket.destroy());
+    up.end();
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -185,6 +214,7 @@ export async function startFakeAgent(opts: { capacity?: { vcpus: number; memoryM
     url,
     sandboxes,
     calls,
+    userPorts,
     capacity,
     get hostToken() {
       return state.hostToken;
