@@ -1,0 +1,72 @@
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createClient } from '@connectrpc/connect';
+import { createConnectTransport } from '@connectrpc/connect-node';
+import { processv1 } from '@wrenn/proto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildEnvd, envdBundleHash } from '../../src/build.ts';
+
+let out: string;
+let built: { files: string[]; hash: string };
+
+beforeAll(async () => {
+  out = await mkdtemp(join(tmpdir(), 'wrenn-envd-bundle-'));
+  built = await buildEnvd(out);
+});
+afterAll(async () => {
+  await rm(out, { recursive: true, force: true });
+});
+
+describe('buildEnvd', () => {
+  it('writes envd.mjs and node-pty (native addon + JS) beside it', async () => {
+    expect(built.files).toContain('envd.mjs');
+    expect(built.files).toContain('node_modules/node-pty/build/Release/pty.node');
+    expect(built.files).toContain('node_modules/node-pty/lib/index.js');
+    for (const f of built.files) expect((await stat(join(out, f))).size).toBeGreaterThan(0);
+  });
+
+  it('reports the same hash envdBundleHash computes without writing', async () => {
+    expect(built.hash).toMatch(/^[0-9a-f]{64}$/);
+    expect(await envdBundleHash()).toBe(built.hash);
+  });
+
+  it('the bundle runs on its own: /health 204 and a PTY process (node-pty resolves from the bundle dir)', async () => {
+    // cwd is / so nothing can resolve from the repository's node_modules.
+    const child = spawn(process.execPath, [join(out, 'envd.mjs'), '--host', '--port', '0', '--listen', '127.0.0.1', '--default-user', 'root'], {
+      cwd: '/',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    try {
+      let log = '';
+      const port = await new Promise<number>((resolve, reject) => {
+        child.stdout.on('data', (d) => {
+          log += d;
+          const m = /"port":(\d+)/.exec(log);
+          if (m) resolve(Number(m[1]));
+        });
+        child.stderr.on('data', (d) => {
+          log += d;
+        });
+        child.once('exit', (c) => reject(new Error(`bundle exited ${c}: ${log}`)));
+      });
+      expect((await fetch(`http://127.0.0.1:${port}/health`)).status).toBe(204);
+      const rpc = createClient(
+        processv1.Process,
+        createConnectTransport({ baseUrl: `http://127.0.0.1:${port}`, httpVersion: '1.1', useBinaryFormat: true }),
+      );
+      let text = '';
+      let exit: number | undefined;
+      for await (const m of rpc.start({ process: { cmd: '/bin/sh', args: ['-c', 'tty >/dev/null && echo is-a-tty'] }, pty: { size: { cols: 80, rows: 24 } } })) {
+        const ev = m.event?.event;
+        if (ev?.case === 'data') text += new TextDecoder().decode(ev.value.output.value as Uint8Array);
+        if (ev?.case === 'end') exit = ev.value.exitCode;
+      }
+      expect(text).toContain('is-a-tty');
+      expect(exit).toBe(0);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+});
