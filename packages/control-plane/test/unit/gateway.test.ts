@@ -57,7 +57,7 @@ describe('gateway', () => {
     await c.t.api('POST', `/v1/sandboxes/${plain.body.sandboxId}/pause`);
     const r = await viaHeaders(plain.body.sandboxId);
     expect(r.status).toBe(502);
-    expect((await r.json()).message).toContain('paused');
+    expect(((await r.json()) as { message: string }).message).toContain('paused');
 
     const auto = await c.t.api('POST', '/v1/sandboxes', { body: { templateId: 'minimal', lifecycle: { onTimeout: 'pause', autoResume: true } } });
     await c.t.api('POST', `/v1/sandboxes/${auto.body.sandboxId}/pause`);
