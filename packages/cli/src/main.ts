@@ -1,5 +1,6 @@
 import { errorMessage, isWrennError } from '@wrenn/common';
 import { Command } from 'commander';
+import { registerAgentCommand } from './commands/agent.ts';
 
 // Each command group lives in its own file under commands/ and registers itself here.
 export async function main(argv: string[]): Promise<void> {
@@ -7,6 +8,7 @@ export async function main(argv: string[]): Promise<void> {
     .description('Wrenn: self-hostable microVM sandboxes for AI agents (E2B-compatible)')
     .option('--dir <path>', 'state directory (default: $WRENN_DIR or ~/.wrenn)')
     .showHelpAfterError();
+  registerAgentCommand(program);
 
   try {
     await program.parseAsync(argv);
