@@ -1,6 +1,6 @@
 import { readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
-import { fsyncPath, isValidId, layout, WrennError, writeFileAtomic } from '@wrenn/common';
+import { fsyncPath, isValidId, layout, SYSTEM_TEAM, WrennError, writeFileAtomic } from '@wrenn/common';
 
 /**
  * Templates on disk: `images/<team>/<template>/` holds `rootfs.ext4` (the read-only base
@@ -100,6 +100,24 @@ async function resolveKernel(dir: string, tj: TemplateJson): Promise<{ kernel: s
   const v = versions[0]?.v;
   if (!v) throw new WrennError('failed_precondition', `no kernel in ${kdir}: build images first (wrenn images build minimal)`);
   return { kernel: join(kdir, `vmlinuz-${v}`), initrd: join(kdir, `initramfs-${v}`) };
+}
+
+/**
+ * The template a sandbox of `teamId` means by `templateId`: the team's own, else the
+ * built-in one of team `public` (SYSTEM_TEAM).
+ */
+export async function resolveTemplateFor(dir: string, teamId: string, templateId: string): Promise<Template> {
+  try {
+    return await resolveTemplate(dir, teamId, templateId);
+  } catch (e) {
+    if (teamId === SYSTEM_TEAM || !(e instanceof WrennError) || e.code !== 'not_found') throw e;
+    return resolveTemplate(dir, SYSTEM_TEAM, templateId).catch((e2) => {
+      if (e2 instanceof WrennError && e2.code === 'not_found') {
+        throw new WrennError('not_found', `template ${templateId} not found for team ${teamId}`);
+      }
+      throw e2;
+    });
+  }
 }
 
 export async function listTemplates(dir: string): Promise<Template[]> {

@@ -7,7 +7,7 @@ import { initEnvd, waitEnvdHealthy } from '../envd-client.ts';
 import { LIMITS, type Manager } from '../manager.ts';
 import { newSandbox, type Sandbox, type SandboxSpec, type TimeoutAction } from '../sandbox.ts';
 import { removeDir, runningStateOf, sandboxPaths, writeRunningState } from '../store.ts';
-import { resolveTemplate } from '../templates.ts';
+import { resolveTemplateFor } from '../templates.ts';
 import { templateSource } from './template-snapshot.ts';
 import { vmSpecOf } from './vm-spec.ts';
 
@@ -67,7 +67,7 @@ export async function createSandbox(m: Manager, params: CreateParams): Promise<S
   const spec = validateCreate(params);
   const id = spec.id;
   if (m.boxes.has(id)) throw new WrennError('conflict', `sandbox ${id} already exists`);
-  const tpl = await resolveTemplate(m.dir, spec.teamId, spec.templateId);
+  const tpl = await resolveTemplateFor(m.dir, spec.teamId, spec.templateId);
   const paths = sandboxPaths(m.dir, id);
   if (await stat(paths.live).then(() => true, () => false)) {
     throw new WrennError('conflict', `sandbox ${id} already has a directory on this host`);

@@ -6,7 +6,7 @@ import { initEnvd, waitEnvdHealthy } from '../envd-client.ts';
 import { LIMITS, type Manager } from '../manager.ts';
 import type { Sandbox } from '../sandbox.ts';
 import { readPauseMeta, runningStateOf, sandboxPaths, writeRunningState } from '../store.ts';
-import { resolveTemplate } from '../templates.ts';
+import { resolveTemplateFor } from '../templates.ts';
 import { vmSpecOf } from './vm-spec.ts';
 
 /**
@@ -34,7 +34,7 @@ export async function resumeSandbox(m: Manager, id: string, timeoutSeconds = 0):
     } catch (e) {
       throw new WrennError('failed_precondition', `pause snapshot of ${id} is unreadable: ${errorMessage(e)}`, { cause: e });
     }
-    const tpl = await resolveTemplate(m.dir, sb.teamId, sb.templateId).catch((e) => {
+    const tpl = await resolveTemplateFor(m.dir, sb.teamId, sb.templateId).catch((e) => {
       throw new WrennError('failed_precondition', `cannot resume ${id}: ${errorMessage(e)}`, { cause: e });
     });
     sb.status = 'resuming';

@@ -1,6 +1,6 @@
 import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fsyncPath, isValidId, layout, WrennError, writeFileAtomic } from '@wrenn/common';
+import { fsyncPath, isValidId, layout, SYSTEM_TEAM, WrennError, writeFileAtomic } from '@wrenn/common';
 import { step } from '../crash.ts';
 import { createOverlay, flattenToRaw } from '../disk.ts';
 import { waitEnvdHealthy } from '../envd-client.ts';
@@ -12,6 +12,7 @@ import {
   dirBytes,
   promoteTemplateSnapshot,
   resolveTemplate,
+  resolveTemplateFor,
   TEMPLATE_SNAPSHOT_DIR,
   TEMPLATE_SNAPSHOT_META,
   type Template,
@@ -138,7 +139,7 @@ export async function createTemplateFromSandbox(
   return sb.lock.run(async () => {
     m.expectStatus(sb, 'snapshot', 'running');
     const vm = sb.vm!;
-    const srcTpl = await resolveTemplate(m.dir, sb.teamId, sb.templateId);
+    const srcTpl = await resolveTemplateFor(m.dir, sb.teamId, sb.templateId);
     const staging = `${finalDir}.staging-${nowNs()}`;
     const snapDir = join(staging, TEMPLATE_SNAPSHOT_DIR);
     await mkdir(snapDir, { recursive: true });
@@ -191,7 +192,9 @@ export async function deleteTemplate(m: Manager, teamId: string, templateId: str
   if (m.baseRefs.count(tpl.baseImage) > 0) {
     throw new WrennError('failed_precondition', `template ${teamId}/${templateId} is in use by running sandboxes`);
   }
-  const users = [...m.boxes.values()].filter((s) => s.teamId === teamId && s.templateId === templateId);
+  const users = [...m.boxes.values()].filter(
+    (s) => s.templateId === templateId && (s.teamId === teamId || teamId === SYSTEM_TEAM),
+  );
   if (users.length > 0) {
     throw new WrennError('failed_precondition', `template ${teamId}/${templateId} is used by sandbox ${users[0]!.id} (${users[0]!.status})`);
   }
