@@ -35,6 +35,7 @@ export interface AgentOptions {
   metricsIntervalMs?: number;
   shutdownDeadlineMs?: number;
   envdReadyTimeoutMs?: number;
+  drainTimeoutMs?: number;
   log?: Logger;
 }
 
@@ -85,6 +86,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     ...(opts.portBase ? { portBase: opts.portBase } : {}),
     ...(opts.maxSlots ? { maxSlots: opts.maxSlots } : {}),
     ...(opts.envdReadyTimeoutMs ? { envdReadyTimeoutMs: opts.envdReadyTimeoutMs } : {}),
+    ...(opts.drainTimeoutMs ? { drainTimeoutMs: opts.drainTimeoutMs } : {}),
   });
 
   const startup = await recover(m);

@@ -99,6 +99,12 @@ export class FakeDriver implements VmmDriver {
         }
       });
     });
+    // WebSocket-style upgrades: answer 101 and echo every byte back.
+    vm.server.on('upgrade', (_req, socket, head) => {
+      socket.write('HTTP/1.1 101 Switching Protocols\r\nupgrade: echo\r\nconnection: upgrade\r\n\r\n');
+      if (head.length) socket.write(head);
+      socket.pipe(socket);
+    });
     await new Promise<void>((resolve, reject) => {
       vm.server.once('error', reject);
       vm.server.listen(spec.network.envdHostPort, '127.0.0.1', () => resolve());

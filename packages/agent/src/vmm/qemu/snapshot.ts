@@ -1,0 +1,150 @@
+import { open, readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { WrennError, writeFileAtomic } from '@wrenn/common';
+import type { SnapshotMode } from '../driver.ts';
+import type { Accelerator } from './args.ts';
+import type { QmpClient } from './qmp.ts';
+
+/**
+ * Snapshot files and the migration streams that write and read them.
+ *
+ *   full:     vmstate (RAM + device state), vmm.json
+ *   template: memory (guest RAM, mapped by clones copy-on-write), vmstate (device state
+ *             only, x-ignore-shared), disk.qcow2 (the disk the RAM's page cache belongs
+ *             to; clones' overlays sit on it), vmm.json
+ *
+ * INVARIANT: a restore uses the same machine, devices, vCPU count and RAM size as the save
+ * (vmm.json records them and start() refuses a mismatch): QEMU migration streams only load
+ * into an identical VM.
+ */
+export const SNAPSHOT_FILES = {
+  state: 'vmstate',
+  memory: 'memory',
+  disk: 'disk.qcow2',
+  meta: 'vmm.json',
+} as const;
+
+export interface SnapshotMeta {
+  version: 1;
+  mode: SnapshotMode;
+  vcpus: number;
+  memoryMb: number;
+  accel: Accelerator;
+  createdAt: string;
+  /** Bytes of the state stream. */
+  stateBytes: number;
+}
+
+export async function writeSnapshotMeta(dir: string, meta: SnapshotMeta): Promise<void> {
+  await writeFileAtomic(join(dir, SNAPSHOT_FILES.meta), `${JSON.stringify(meta, null, 2)}\n`);
+}
+
+export async function readSnapshotMeta(dir: string): Promise<SnapshotMeta> {
+  const path = join(dir, SNAPSHOT_FILES.meta);
+  const text = await readFile(path, 'utf8').catch((e) => {
+    throw new WrennError('not_found', `snapshot ${dir} has no readable ${SNAPSHOT_FILES.meta}: ${(e as Error).message}`);
+  });
+  let m: Partial<SnapshotMeta>;
+  try {
+    m = JSON.parse(text) as Partial<SnapshotMeta>;
+  } catch {
+    throw new WrennError('failed_precondition', `snapshot meta ${path} is not JSON`);
+  }
+  if (
+    m.version !== 1 ||
+    (m.mode !== 'full' && m.mode !== 'template') ||
+    !Number.isInteger(m.vcpus) ||
+    !Number.isInteger(m.memoryMb) ||
+    (m.accel !== 'tcg' && m.accel !== 'kvm') ||
+    !Number.isInteger(m.stateBytes)
+  ) {
+    throw new WrennError('failed_precondition', `snapshot meta ${path} is malformed`);
+  }
+  // A truncated state stream fails late and obscurely inside QEMU; catch it here.
+  const size = await stat(join(dir, SNAPSHOT_FILES.state)).then(
+    (s) => s.size,
+    () => -1,
+  );
+  if (size !== m.stateBytes) {
+    throw new WrennError(
+      'failed_precondition',
+      `snapshot ${dir}: ${SNAPSHOT_FILES.state} is ${size < 0 ? 'missing' : `${size} bytes`}, expected ${m.stateBytes}`,
+    );
+  }
+  return m as SnapshotMeta;
+}
+
+/** Quote for /bin/sh: QEMU runs `exec:` migration URIs through the shell. */
+export const shellQuote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
+
+const MIGRATION_END = new Set(['completed', 'failed', 'cancelled']);
+
+/**
+ * Run one migration (outgoing `migrate` or incoming `migrate-incoming`) to its end.
+ * The MIGRATION event wait is armed before the command, so a fast migration cannot finish
+ * unseen; a VM dying mid-stream rejects through the closed QMP connection.
+ */
+async function runMigration(qmp: QmpClient, command: 'migrate' | 'migrate-incoming', uri: string, timeoutMs: number) {
+  const end = qmp.waitEvent('MIGRATION', (e) => MIGRATION_END.has(String(e.data?.status)), timeoutMs);
+  end.catch(() => {}); // observed below; avoid an unhandled rejection if the command throws first
+  await qmp.execute(command, { uri });
+  const ev = await end;
+  if (ev.data?.status !== 'completed') {
+    const info = await qmp.execute<{ 'error-desc'?: string }>('query-migrate').catch(() => ({}) as { 'error-desc'?: string });
+    throw new WrennError('internal', `${command} ${ev.data?.status}: ${info['error-desc'] ?? 'QEMU gave no reason'}`);
+  }
+}
+
+export async function setMigrationCaps(qmp: QmpClient, ignoreShared: boolean): Promise<void> {
+  await qmp.execute('migrate-set-capabilities', {
+    capabilities: [
+      { capability: 'events', state: true },
+      { capability: 'x-ignore-shared', state: ignoreShared },
+    ],
+  });
+}
+
+/**
+ * Stream the (stopped) VM's state into `file`. The VM is left in `postmigrate`: its disks
+ * are flushed and released; `cont` takes them back and runs it again.
+ */
+export async function saveState(qmp: QmpClient, file: string, ignoreShared: boolean, timeoutMs = 600_000): Promise<number> {
+  await setMigrationCaps(qmp, ignoreShared);
+  // The default bandwidth cap (128 MiB/s) is for live migration over a network; the VM is
+  // stopped and the target is a local file, so lift it.
+  await qmp.execute('migrate-set-parameters', { 'max-bandwidth': 64 * 1024 ** 3 });
+  await runMigration(qmp, 'migrate', `exec:cat > ${shellQuote(file)}`, timeoutMs);
+  return checkStreamComplete(file);
+}
+
+/**
+ * QEMU reports a migration `completed` once it has written the stream into the pipe, even
+ * when the writer (`cat`) then fails (disk full). A complete stream ends with a
+ * VMDESCRIPTION section: byte 0x06, a big-endian u32 length, and that many bytes of JSON
+ * reaching exactly the end of the file. Returns the file's size.
+ */
+export async function checkStreamComplete(file: string): Promise<number> {
+  const fh = await open(file, 'r');
+  try {
+    const size = (await fh.stat()).size;
+    const n = Math.min(size, 1 << 20);
+    const tail = Buffer.alloc(n);
+    await fh.read(tail, 0, n, size - n);
+    for (let i = n - 6; i >= 0; i--) {
+      if (tail[i] !== 0x06 || tail.readUInt32BE(i + 1) !== n - i - 5) continue;
+      try {
+        JSON.parse(tail.subarray(i + 5).toString('utf8'));
+        return size;
+      } catch {}
+    }
+    throw new WrennError('internal', `state stream ${file} is incomplete (${size} bytes, no trailing VM description): was the disk full?`);
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Load a state stream into a VM started with `-incoming defer -S`; it stays paused. */
+export async function loadState(qmp: QmpClient, file: string, ignoreShared: boolean, timeoutMs = 600_000): Promise<void> {
+  await setMigrationCaps(qmp, ignoreShared);
+  await runMigration(qmp, 'migrate-incoming', `exec:cat ${shellQuote(file)}`, timeoutMs);
+}
