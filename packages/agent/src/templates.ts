@@ -1,5 +1,6 @@
 import { readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
+import { readManifest } from '@wrenn/images';
 import { fsyncPath, isValidId, layout, SYSTEM_TEAM, WrennError, writeFileAtomic } from '@wrenn/common';
 
 /**
@@ -21,6 +22,8 @@ export interface Template {
   baseImage: string;
   kernel: string;
   initrd: string;
+  /** The image's kernel command line (from its manifest), if it names one. */
+  cmdline?: string;
   /** Complete template snapshot dir, when one exists. */
   snapshotDir?: string;
   snapshotMeta?: TemplateSnapshotMeta;
@@ -62,7 +65,11 @@ export async function resolveTemplate(dir: string, teamId: string, templateId: s
   const tj = (await readFile(join(tdir, 'template.json'), 'utf8')
     .then((t) => JSON.parse(t) as TemplateJson)
     .catch(() => ({}))) as TemplateJson;
-  const { kernel, initrd } = await resolveKernel(dir, tj);
+  // The image builder's manifest names the kernel, initramfs and command line it was built for.
+  const manifest = await readManifest(tdir).catch(() => undefined);
+  const { kernel, initrd } = manifest
+    ? { kernel: join(dir, manifest.kernel.vmlinuz.path), initrd: join(dir, manifest.kernel.initramfs.path) }
+    : await resolveKernel(dir, tj);
   const snapshotDir = join(tdir, TEMPLATE_SNAPSHOT_DIR);
   const snapshotMeta = await readFile(join(snapshotDir, TEMPLATE_SNAPSHOT_META), 'utf8')
     .then((t) => JSON.parse(t) as TemplateSnapshotMeta)
@@ -74,6 +81,7 @@ export async function resolveTemplate(dir: string, teamId: string, templateId: s
     baseImage,
     kernel,
     initrd,
+    ...(manifest?.kernel.cmdline ? { cmdline: manifest.kernel.cmdline } : {}),
     ...(snapshotMeta ? { snapshotDir, snapshotMeta } : {}),
   };
 }

@@ -87,7 +87,7 @@ async function buildTemplateSnapshot(m: Manager, tpl: Template, vcpus: number, m
           memoryMb,
           kernel: tpl.kernel,
           initrd: tpl.initrd,
-          ...(m.cmdline ? { cmdline: m.cmdline } : {}),
+          ...(tpl.cmdline || m.cmdline ? { cmdline: [tpl.cmdline, m.cmdline].filter(Boolean).join(' ') } : {}),
           overlay: disk,
           network: { kind: 'user', envdHostPort: port },
         },

@@ -51,6 +51,11 @@ export interface VmRef {
   runDir: string;
   pid: number;
   spec: VmSpec;
+  /**
+   * Set only while a template is being built: guest RAM is written through to this file,
+   * which becomes the template's memory once saved (the VM must not run after that).
+   */
+  sharedMemoryFile?: string;
 }
 
 export type SnapshotMode =
