@@ -29,7 +29,16 @@ if (!Number.isInteger(opts.port) || opts.port < 0 || opts.port > 65535) {
   process.exit(2);
 }
 
-startEnvd(opts).catch((e) => {
+try {
+  const envd = await startEnvd(opts);
+  // A clean exit on SIGTERM/SIGINT (tests, benchmarks, `--cpu-prof` need one).
+  for (const sig of ['SIGTERM', 'SIGINT'] as const) {
+    process.once(sig, () => {
+      void envd.close().finally(() => process.exit(0));
+      setTimeout(() => process.exit(0), 2000).unref();
+    });
+  }
+} catch (e) {
   console.error('envd: failed to start:', e);
   process.exit(1);
-});
+}

@@ -36,6 +36,9 @@ export async function startEnvd(opts: EnvdOptions): Promise<RunningEnvd> {
       router.service(processv1.Process, processService(state, registry));
       router.service(filesystemv1.Filesystem, filesystemService(state, watchers, metadata));
     },
+    // No per-message gzip: envd's peers sit on the same host or a virtual NIC, and
+    // compressing process output capped `cat` at ~35 MiB/s (the SDK never asks for it).
+    acceptCompression: [],
     // Newer SDKs may add fields; unknown ones must not fail a call.
     jsonOptions: { ignoreUnknownFields: true },
     // RPCs check the token here so a refusal is a proper Connect error (streams included).

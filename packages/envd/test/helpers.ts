@@ -3,10 +3,8 @@ import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createClient } from '@connectrpc/connect';
-import { createConnectTransport } from '@connectrpc/connect-node';
 import { Sandbox } from 'e2b';
-import { filesystemv1, processv1 } from '@wrenn/proto';
+import { envdClients } from '../src/client.ts';
 
 const envdDir = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const MAIN_TS = join(envdDir, 'src', 'main.ts');
@@ -83,21 +81,7 @@ export function sdk(envd: HostEnvd, opts: { accessToken?: string } = {}): Sandbo
 
 /** Raw Connect clients (binary or JSON codec) for what the SDK does not expose. */
 export function rawClients(envd: HostEnvd, opts: { binary?: boolean; headers?: Record<string, string> } = {}) {
-  const transport = createConnectTransport({
-    baseUrl: envd.url,
-    httpVersion: '1.1',
-    useBinaryFormat: opts.binary ?? false,
-    interceptors: [
-      (next) => async (req) => {
-        for (const [k, v] of Object.entries(opts.headers ?? {})) req.header.set(k, v);
-        return next(req);
-      },
-    ],
-  });
-  return {
-    process: createClient(processv1.Process, transport),
-    filesystem: createClient(filesystemv1.Filesystem, transport),
-  };
+  return envdClients(envd.url, { binary: opts.binary ?? false, headers: opts.headers });
 }
 
 /** Poll until `fn` returns a truthy value or the attempts run out (state, not wall-clock, decides). */

@@ -1,6 +1,9 @@
 /** One thing a process stream carries, in the order it happened. */
 export type OutputEvent = { kind: 'stdout' | 'stderr' | 'pty'; data: Uint8Array };
 export type EndEvent = { kind: 'end'; exitCode: number; exited: boolean; status: string; error?: string };
+/** Largest data event a subscriber builds by merging queued chunks. */
+const COALESCE_BYTES = 1 << 20;
+
 export type KeepAliveEvent = { kind: 'keepalive' };
 export type ProcEvent = OutputEvent | EndEvent | KeepAliveEvent;
 
@@ -75,7 +78,7 @@ export class Subscriber {
           });
           this.wake = undefined;
         }
-        const ev = this.queue.shift()!;
+        const ev = this.coalesce(this.queue.shift()!);
         if (ev.kind === 'stdout' || ev.kind === 'stderr' || ev.kind === 'pty') {
           this.queuedBytes -= ev.data.length;
           this.onDrain();
@@ -87,6 +90,26 @@ export class Subscriber {
       signal?.removeEventListener('abort', onAbort);
       this.close();
     }
+  }
+
+  /**
+   * Merge queued chunks of the same stream into one event of at most COALESCE_BYTES: a
+   * pipe yields 64 KiB reads, and per-message costs (framing, write, drain) dominate a
+   * fast producer like `cat`. Order across stdout/stderr is kept (only neighbours merge).
+   */
+  private coalesce(first: ProcEvent): ProcEvent {
+    if (first.kind !== 'stdout' && first.kind !== 'stderr' && first.kind !== 'pty') return first;
+    let size = first.data.length;
+    let n = 0;
+    while (n < this.queue.length) {
+      const next = this.queue[n]!;
+      if (next.kind !== first.kind || size + next.data.length > COALESCE_BYTES) break;
+      size += next.data.length;
+      n++;
+    }
+    if (n === 0) return first;
+    const parts = [first.data, ...this.queue.splice(0, n).map((e) => (e as OutputEvent).data)];
+    return { kind: first.kind, data: Buffer.concat(parts, size) };
   }
 
   /** Keepalive only when idle: a busy stream already proves the connection is alive. */

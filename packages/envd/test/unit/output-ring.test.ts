@@ -36,20 +36,22 @@ describe('OutputRing', () => {
 });
 
 describe('Subscriber', () => {
-  it('yields queued events in order, tracks queued bytes and ends after the end event', async () => {
+  it('yields queued events in order, merging neighbours of the same stream, and ends after end', async () => {
     let drained = 0;
     const s = new Subscriber(
       () => drained++,
       () => {},
     );
-    s.push(chunk(3));
-    s.push(chunk(4));
-    expect(s.queuedBytes).toBe(7);
+    s.push(chunk(3, 1));
+    s.push(chunk(4, 2));
+    s.push({ kind: 'stderr', data: new Uint8Array([9]) });
+    s.push(chunk(2, 3));
+    expect(s.queuedBytes).toBe(10);
     s.push({ kind: 'end', exitCode: 0, exited: true, status: 'exit status 0' });
-    const kinds: string[] = [];
-    for await (const ev of s.events()) kinds.push(ev.kind);
-    expect(kinds).toEqual(['stdout', 'stdout', 'end']);
-    expect(drained).toBe(2);
+    const got: string[] = [];
+    for await (const ev of s.events()) got.push(ev.kind === 'end' ? 'end' : `${ev.kind}:${Array.from(ev.data).join('')}`);
+    expect(got).toEqual(['stdout:1112222', 'stderr:9', 'stdout:33', 'end']);
+    expect(drained).toBe(3);
     expect(s.queuedBytes).toBe(0);
   });
 

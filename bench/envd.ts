@@ -1,0 +1,176 @@
+/**
+ * envd on the host, as the SDK sees it. Run: `npm run bench -- envd`.
+ *
+ * Every figure is a median over several runs; each latency run is itself a median of many
+ * calls. Floors are measured in the same run: a bare `GET /health` (HTTP round trip to the
+ * same server) for command latency, and a local `spawn` of the same program from this
+ * process for what envd adds on top of process creation and reading a pipe.
+ *
+ * Targets (issue 3): run('true') ≤ 3× /health; `cat` 256 MiB stdout ≥ 200 MiB/s.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { buildEnvd, envdClients } from '@wrenn/envd';
+import { Sandbox } from 'e2b';
+
+const MiB = 1 << 20;
+const RUNS = 5;
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+
+async function latency(calls: number, fn: () => Promise<unknown>): Promise<number> {
+  const perRun: number[] = [];
+  for (let r = 0; r < RUNS; r++) {
+    const t: number[] = [];
+    for (let i = 0; i < calls; i++) {
+      const s = performance.now();
+      await fn();
+      t.push(performance.now() - s);
+    }
+    perRun.push(median(t));
+  }
+  return median(perRun);
+}
+
+async function throughput(bytes: number, fn: () => Promise<number>, runs = 3): Promise<number> {
+  const rates: number[] = [];
+  for (let r = 0; r < runs; r++) {
+    const s = performance.now();
+    const n = await fn();
+    if (n !== bytes) throw new Error(`moved ${n} bytes, expected ${bytes}`);
+    rates.push(bytes / MiB / ((performance.now() - s) / 1000));
+  }
+  return median(rates);
+}
+
+async function startBundle(bundleDir: string, homeRoot: string): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(
+    process.execPath,
+    [join(bundleDir, 'envd.mjs'), '--host', '--port', '0', '--listen', '127.0.0.1', '--default-user', 'root', '--home-root', homeRoot],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  let log = '';
+  const port = await new Promise<number>((resolve, reject) => {
+    child.stdout!.on('data', (d) => {
+      log += d;
+      const m = /"port":(\d+)/.exec(log);
+      if (m) resolve(Number(m[1]));
+    });
+    child.once('exit', (c) => reject(new Error(`envd exited ${c}`)));
+  });
+  return { child, url: `http://127.0.0.1:${port}` };
+}
+
+async function stop(child: ChildProcess) {
+  if (child.exitCode !== null) return;
+  const done = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  await done;
+}
+
+export async function run(): Promise<Record<string, number>> {
+  const work = await mkdtemp(join(tmpdir(), 'wrenn-bench-envd-'));
+  await chmod(work, 0o755);
+  const bundle = join(work, 'bundle');
+  const homeRoot = join(work, 'home');
+  await buildEnvd(bundle);
+  const results: Record<string, number> = {};
+  // Startup: spawn of the bundle until /health answers (host; the in-VM test measures the guest).
+  const starts: number[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    const s = performance.now();
+    const { child, url } = await startBundle(bundle, homeRoot);
+    while ((await fetch(`${url}/health`).catch(() => undefined))?.status !== 204);
+    starts.push(performance.now() - s);
+    await stop(child);
+  }
+  results.startup_ms = median(starts);
+
+  const { child, url } = await startBundle(bundle, homeRoot);
+  try {
+    const Ctor = Sandbox as unknown as new (o: Record<string, unknown>) => Sandbox;
+    const sbx = new Ctor({ sandboxId: 'bench', envdVersion: '0.6.4', debug: true, sandboxUrl: url });
+    const rpc = envdClients(url, { binary: true }).process;
+    await sbx.commands.run('true'); // warm: connection pool, home creation, JIT
+
+    results.health_ms = await latency(50, async () => (await fetch(`${url}/health`)).arrayBuffer());
+    results.run_true_ms = await latency(30, () => sbx.commands.run('true'));
+    results.local_spawn_bash_ms = await latency(30, () => spawnCount('/bin/bash', ['-l', '-c', 'true'], { HOME: join(homeRoot, 'root') }));
+    results.run_true_over_health = results.run_true_ms / results.health_ms;
+    results.run_true_minus_local_spawn_ms = results.run_true_ms - results.local_spawn_bash_ms;
+
+    const big = join(homeRoot, 'root', 'cat-256.bin');
+    await writeFile(big, Buffer.alloc(256 * MiB, 7));
+    results.cat_local_pipe_mibps = await throughput(256 * MiB, () => spawnCount('/bin/cat', [big]));
+    results.cat_envd_binary_mibps = await throughput(256 * MiB, async () => {
+      let n = 0;
+      for await (const m of rpc.start({ process: { cmd: '/bin/cat', args: [big] }, stdin: false })) {
+        const ev = m.event?.event;
+        if (ev?.case === 'data') n += (ev.value.output.value as Uint8Array).length;
+      }
+      return n;
+    });
+    results.cat_sdk_json_mibps = await throughput(256 * MiB, async () => {
+      let n = 0;
+      await sbx.commands.run(`cat ${big}`, { onStdout: (d) => void (n += Buffer.byteLength(d)) });
+      return n;
+    }, 1);
+    results.cat_envd_over_local = results.cat_envd_binary_mibps / results.cat_local_pipe_mibps;
+
+    const block = Buffer.alloc(MiB, 3);
+    results.upload_mibps = await throughput(256 * MiB, async () => {
+      let sent = 0;
+      const body = new ReadableStream<Uint8Array>({
+        pull(c) {
+          if (sent >= 256 * MiB) return c.close();
+          c.enqueue(block);
+          sent += MiB;
+        },
+      });
+      const r = await fetch(`${url}/files?path=up.bin`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/octet-stream' },
+        body,
+        duplex: 'half',
+      } as RequestInit);
+      if (r.status !== 200) throw new Error(`upload: ${r.status} ${await r.text()}`);
+      return sent;
+    });
+    results.download_mibps = await throughput(256 * MiB, async () => {
+      const r = await fetch(`${url}/files?path=up.bin`);
+      let n = 0;
+      for await (const c of r.body as unknown as AsyncIterable<Uint8Array>) n += c.length;
+      return n;
+    });
+  } finally {
+    await stop(child);
+    await rm(work, { recursive: true, force: true });
+  }
+
+  const f = (n: number) => (Math.round(n * 100) / 100).toString();
+  console.log('envd bench (host, bundled envd, medians)');
+  for (const [k, v] of Object.entries(results)) console.log(`  ${k.padEnd(32)} ${f(v)}`);
+  console.log(`  target run_true_over_health ≤ 3: ${results.run_true_over_health! <= 3 ? 'met' : 'NOT met'}`);
+  console.log(`  target cat_envd_binary_mibps ≥ 200: ${results.cat_envd_binary_mibps! >= 200 ? 'met' : 'NOT met'}`);
+  return results;
+}
+
+/** Spawn locally and count stdout bytes: the floor envd's process path is compared with. */
+function spawnCount(cmd: string, args: string[], env?: Record<string, string>): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const c = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'ignore'], env: env ? { PATH: process.env.PATH ?? '', ...env } : undefined });
+    let n = 0;
+    c.stdout.on('data', (d: Buffer) => {
+      n += d.length;
+    });
+    c.once('error', reject);
+    c.once('close', () => resolve(n));
+  });
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) await run();
