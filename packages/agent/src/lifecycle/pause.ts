@@ -1,5 +1,5 @@
-import { link, mkdir, rename, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { link, mkdir, rename, stat, statfs } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { errorMessage, fsyncPath, layout, WrennError, writeFileAtomic } from '@wrenn/common';
 import { step } from '../crash.ts';
 import { prepareSnapshot } from '../envd-client.ts';
@@ -85,6 +85,7 @@ export async function pauseLocked(m: Manager, sb: Sandbox): Promise<Sandbox> {
   } catch (e) {
     // Early failure: the VM still holds the sandbox. Put everything back and keep running.
     const reason = errorMessage(e);
+    const diskFull = await nearlyFull(staging);
     log.warn({ event: 'pause-failed', error: reason, liveTrashed, promoted }, 'pause failed, rolling back');
     try {
       if (promoted) await rename(paths.live, staging);
@@ -98,7 +99,7 @@ export async function pauseLocked(m: Manager, sb: Sandbox): Promise<Sandbox> {
       sb.error = `pause failed (${reason}) and rollback failed (${errorMessage(rollbackErr)})`;
       log.error({ event: 'pause-rollback-failed', error: sb.error }, 'pause rollback failed; data kept');
     }
-    throw toPauseError(e, sb);
+    throw toPauseError(e, sb, diskFull);
   }
 
   // The paused snapshot is durable. From here the VM is released; failures keep the data.
@@ -123,10 +124,16 @@ export async function pauseLocked(m: Manager, sb: Sandbox): Promise<Sandbox> {
   return sb;
 }
 
-function toPauseError(e: unknown, sb: Sandbox): WrennError {
+/** A migration stream cut short by a full disk reports it in words the driver chose; statfs does not lie. */
+async function nearlyFull(path: string): Promise<boolean> {
+  const st = await statfs(dirname(path)).catch(() => undefined);
+  return st !== undefined && st.bavail * st.bsize < 4 * 1024 * 1024;
+}
+
+function toPauseError(e: unknown, sb: Sandbox, diskFull = false): WrennError {
   const msg = errorMessage(e);
   const tail = sb.status === 'running' ? 'the sandbox keeps running' : 'the sandbox is in error with its data kept';
-  if ((e as NodeJS.ErrnoException).code === 'ENOSPC' || /no space left/i.test(msg)) {
+  if (diskFull || (e as NodeJS.ErrnoException).code === 'ENOSPC' || /no space left/i.test(msg)) {
     return new WrennError('resource_exhausted', `pause of ${sb.id} failed: no space left on device; ${tail}`, { cause: e });
   }
   if (e instanceof WrennError) return new WrennError(e.code, `pause of ${sb.id} failed: ${msg}; ${tail}`, { cause: e });

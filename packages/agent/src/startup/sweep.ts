@@ -2,7 +2,7 @@ import { rename, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { errorMessage, fsyncPath, layout } from '@wrenn/common';
 import type { Logger } from '@wrenn/common';
-import { listSandboxDirs, readPauseMeta, removeDir } from '../store.ts';
+import { isStagingOrTrash, listSandboxDirs, readPauseMeta, removeDir } from '../store.ts';
 
 export interface SweepReport {
   removed: string[];
@@ -54,6 +54,24 @@ export async function sweepStagingAndTrash(dir: string, log: Logger): Promise<Sw
       report.removed.push(name);
     } catch (e) {
       log.warn({ event: 'sweep-failed', dir: name, error: errorMessage(e) }, 'could not sweep dir');
+    }
+  }
+  // Template work a crash interrupted: `images/<team>/<tpl>.staging-*` (CreateTemplateSnapshot),
+  // `images/<team>/<tpl>/snapshot.staging-*` (a template snapshot build), `*.trash-*`.
+  const images = layout(dir).images;
+  for (const team of await listSandboxDirs(images)) {
+    for (const tpl of await listSandboxDirs(join(images, team))) {
+      const p = join(images, team, tpl);
+      if (isStagingOrTrash(tpl)) {
+        await removeDir(p).catch(() => undefined);
+        report.removed.push(join('images', team, tpl));
+        continue;
+      }
+      for (const sub of await listSandboxDirs(p)) {
+        if (!isStagingOrTrash(sub)) continue;
+        await removeDir(join(p, sub)).catch(() => undefined);
+        report.removed.push(join('images', team, tpl, sub));
+      }
     }
   }
   if (report.removed.length || report.promoted.length) {

@@ -18,10 +18,7 @@ export type QemuNet =
   | { mode: 'tap'; ifname: string; mac: string }
   | { mode: 'none' };
 
-export type QemuConsole =
-  | { kind: 'file'; path: string }
-  | { kind: 'stdio' }
-  | { kind: 'none' };
+export type QemuConsole = { kind: 'file'; path: string } | { kind: 'stdio' } | { kind: 'none' };
 
 export interface QemuVmSpec {
   name?: string;

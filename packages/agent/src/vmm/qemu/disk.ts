@@ -11,24 +11,43 @@ const execFileP = promisify(execFile);
  * A sandbox cloned from a template snapshot must sit on the snapshot's `disk.qcow2`, not
  * on the raw base image: the template's RAM holds page cache of exactly that disk.
  */
-export async function createOverlay(backing: string, backingFormat: 'raw' | 'qcow2', out: string): Promise<void> {
+export async function createOverlay(
+  backing: string,
+  backingFormat: 'raw' | 'qcow2',
+  out: string,
+): Promise<void> {
   try {
-    await execFileP('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', resolve(backing), '-F', backingFormat, out]);
+    await execFileP('qemu-img', [
+      'create',
+      '-q',
+      '-f',
+      'qcow2',
+      '-b',
+      resolve(backing),
+      '-F',
+      backingFormat,
+      out,
+    ]);
   } catch (e) {
     const msg = (e as { stderr?: string }).stderr?.trim() || (e as Error).message;
-    throw new WrennError('internal', `qemu-img create ${out} on ${backing} failed: ${msg}`, { cause: e });
+    throw new WrennError('internal', `qemu-img create ${out} on ${backing} failed: ${msg}`, {
+      cause: e,
+    });
   }
 }
 
 /** The backing file named in a qcow2 header (absolute), or undefined for a standalone image. */
 export async function qcow2BackingFile(path: string): Promise<string | undefined> {
   const fh = await open(path, 'r').catch((e) => {
-    throw new WrennError('not_found', `disk ${path} cannot be opened: ${(e as Error).message}`, { cause: e });
+    throw new WrennError('not_found', `disk ${path} cannot be opened: ${(e as Error).message}`, {
+      cause: e,
+    });
   });
   try {
     const header = Buffer.alloc(20);
     await fh.read(header, 0, 20, 0);
-    if (header.readUInt32BE(0) !== 0x514649fb) throw new WrennError('invalid_argument', `${path} is not a qcow2 image`);
+    if (header.readUInt32BE(0) !== 0x514649fb)
+      throw new WrennError('invalid_argument', `${path} is not a qcow2 image`);
     const offset = Number(header.readBigUInt64BE(8));
     const size = header.readUInt32BE(16);
     if (offset === 0 || size === 0) return undefined;

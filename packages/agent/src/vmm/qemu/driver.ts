@@ -1,5 +1,14 @@
 import { readFileSync } from 'node:fs';
-import { copyFile, constants as fsConstants, mkdir, mkdtemp, readFile, realpath, rm, stat } from 'node:fs/promises';
+import {
+  copyFile,
+  constants as fsConstants,
+  mkdir,
+  mkdtemp,
+  readFile,
+  realpath,
+  rm,
+  stat,
+} from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { isValidId, WrennError } from '@wrenn/common';
@@ -169,7 +178,10 @@ export class QemuDriver implements VmmDriver {
     const qmp = await this.qmp(ref);
     const { status } = await qmp.execute<{ status: string }>('query-status');
     if (status === 'running') {
-      throw new WrennError('failed_precondition', `VM ${ref.vmId} is running: pause it before taking a snapshot`);
+      throw new WrennError(
+        'failed_precondition',
+        `VM ${ref.vmId} is running: pause it before taking a snapshot`,
+      );
     }
     await mkdir(dir, { recursive: true });
     const statePath = join(dir, SNAPSHOT_FILES.state);
@@ -186,19 +198,34 @@ export class QemuDriver implements VmmDriver {
    * Template from a VM whose RAM is already a shared file: only device state is streamed
    * (x-ignore-shared). The VM is frozen afterwards — its RAM file is the template.
    */
-  private async saveTemplateInPlace(ref: VmRef, qmp: QmpClient, dir: string): Promise<SnapshotResult> {
+  private async saveTemplateInPlace(
+    ref: VmRef,
+    qmp: QmpClient,
+    dir: string,
+  ): Promise<SnapshotResult> {
     const memory = join(dir, SNAPSHOT_FILES.memory);
     const disk = join(dir, SNAPSHOT_FILES.disk);
     this.frozen.add(ref.vmId);
-    const stateBytes = await saveState(qmp, join(dir, SNAPSHOT_FILES.state), true, this.opts.migrationTimeoutMs);
+    const stateBytes = await saveState(
+      qmp,
+      join(dir, SNAPSHOT_FILES.state),
+      true,
+      this.opts.migrationTimeoutMs,
+    );
     // The save flushed the disk and guest RAM is stopped: both files are consistent now.
-    if (!(await samePath(ref.sharedMemoryFile!, memory))) await cloneFile(ref.sharedMemoryFile!, memory);
+    if (!(await samePath(ref.sharedMemoryFile!, memory)))
+      await cloneFile(ref.sharedMemoryFile!, memory);
     if (!(await samePath(ref.spec.overlay, disk))) await cloneFile(ref.spec.overlay, disk);
     await writeSnapshotMeta(dir, this.meta(ref, 'template', stateBytes));
     const memBytes = (await stat(memory)).size;
     const diskBytes = (await stat(disk)).size;
     return {
-      files: [SNAPSHOT_FILES.memory, SNAPSHOT_FILES.state, SNAPSHOT_FILES.disk, SNAPSHOT_FILES.meta],
+      files: [
+        SNAPSHOT_FILES.memory,
+        SNAPSHOT_FILES.state,
+        SNAPSHOT_FILES.disk,
+        SNAPSHOT_FILES.meta,
+      ],
       bytes: stateBytes + memBytes + diskBytes,
     };
   }
@@ -208,12 +235,21 @@ export class QemuDriver implements VmmDriver {
    * full state to a scratch file, load that into a helper VM whose RAM is a shared file in
    * `dir`, and save the helper as a template. Costs one extra restore.
    */
-  private async saveTemplateFromPrivateRam(ref: VmRef, qmp: QmpClient, dir: string): Promise<SnapshotResult> {
+  private async saveTemplateFromPrivateRam(
+    ref: VmRef,
+    qmp: QmpClient,
+    dir: string,
+  ): Promise<SnapshotResult> {
     // The helper's runDir is short (socket path limit) and its stream is scratch.
     const helperDir = await mkdtemp(join(tmpdir(), 'wrenn-tpl-'));
     const disk = join(dir, SNAPSHOT_FILES.disk);
     try {
-      await saveState(qmp, join(helperDir, SNAPSHOT_FILES.state), false, this.opts.migrationTimeoutMs);
+      await saveState(
+        qmp,
+        join(helperDir, SNAPSHOT_FILES.state),
+        false,
+        this.opts.migrationTimeoutMs,
+      );
       await cloneFile(ref.spec.overlay, disk);
       const helperSpec: VmSpec = {
         ...ref.spec,
@@ -230,12 +266,27 @@ export class QemuDriver implements VmmDriver {
       const helper: VmRef = { vmId: helperSpec.vmId, runDir: helperDir, pid, spec: helperSpec };
       try {
         const hq = await this.qmp(helper);
-        await loadState(hq, join(helperDir, SNAPSHOT_FILES.state), false, this.opts.migrationTimeoutMs);
-        const stateBytes = await saveState(hq, join(dir, SNAPSHOT_FILES.state), true, this.opts.migrationTimeoutMs);
+        await loadState(
+          hq,
+          join(helperDir, SNAPSHOT_FILES.state),
+          false,
+          this.opts.migrationTimeoutMs,
+        );
+        const stateBytes = await saveState(
+          hq,
+          join(dir, SNAPSHOT_FILES.state),
+          true,
+          this.opts.migrationTimeoutMs,
+        );
         await writeSnapshotMeta(dir, this.meta(ref, 'template', stateBytes));
         const memBytes = (await stat(join(dir, SNAPSHOT_FILES.memory))).size;
         return {
-          files: [SNAPSHOT_FILES.memory, SNAPSHOT_FILES.state, SNAPSHOT_FILES.disk, SNAPSHOT_FILES.meta],
+          files: [
+            SNAPSHOT_FILES.memory,
+            SNAPSHOT_FILES.state,
+            SNAPSHOT_FILES.disk,
+            SNAPSHOT_FILES.meta,
+          ],
           bytes: stateBytes + memBytes + (await stat(disk)).size,
         };
       } finally {
@@ -260,11 +311,15 @@ export class QemuDriver implements VmmDriver {
       if (out.trim() === '') return hostPort;
       lastErr = out.trim();
     }
-    throw new WrennError('unavailable', `cannot forward guest port ${guestPort} of VM ${ref.vmId}: ${lastErr}`);
+    throw new WrennError(
+      'unavailable',
+      `cannot forward guest port ${guestPort} of VM ${ref.vmId}: ${lastErr}`,
+    );
   }
 
   async query(ref: VmRef): Promise<VmStatus> {
-    if (!(await isOurQemu(ref.pid, runtimePaths(ref.runDir).qmp))) return { alive: false, state: 'exited' };
+    if (!(await isOurQemu(ref.pid, runtimePaths(ref.runDir).qmp)))
+      return { alive: false, state: 'exited' };
     const { status } = await (await this.qmp(ref)).execute<{ status: string }>('query-status');
     return { alive: true, state: status };
   }
@@ -273,7 +328,11 @@ export class QemuDriver implements VmmDriver {
     const files = runtimePaths(ref.runDir);
     const pending = this.clients.get(ref.vmId);
     this.clients.delete(ref.vmId);
-    if (pending) await pending.then((c) => c.close(), () => {});
+    if (pending)
+      await pending.then(
+        (c) => c.close(),
+        () => {},
+      );
     await terminate(ref.pid, files.qmp);
     this.frozen.delete(ref.vmId);
     // INVARIANT: only the driver's runtime files go; the overlay, snapshots and the
@@ -286,7 +345,14 @@ export class QemuDriver implements VmmDriver {
   async detachAll(): Promise<void> {
     const all = [...this.clients.values()];
     this.clients.clear();
-    await Promise.all(all.map((p) => p.then((c) => c.close(), () => {})));
+    await Promise.all(
+      all.map((p) =>
+        p.then(
+          (c) => c.close(),
+          () => {},
+        ),
+      ),
+    );
   }
 
   /** One QMP connection per VM, opened on first use and reopened after a drop. */
@@ -307,7 +373,10 @@ export class QemuDriver implements VmmDriver {
     const sock = runtimePaths(ref.runDir).qmp;
     const p = (async () => {
       if (!(await isOurQemu(ref.pid, sock))) {
-        throw new WrennError('unavailable', `VM ${ref.vmId} is not running (QEMU pid ${ref.pid} is gone)`);
+        throw new WrennError(
+          'unavailable',
+          `VM ${ref.vmId} is not running (QEMU pid ${ref.pid} is gone)`,
+        );
       }
       const c = await QmpClient.connect(sock, {
         timeoutMs: this.opts.qmpConnectTimeoutMs,
@@ -343,7 +412,10 @@ export class QemuDriver implements VmmDriver {
       initrd: spec.initrd,
       cmdline: [defaultCmdline(this.accel), spec.cmdline].filter(Boolean).join(' '),
       rootDisk: { path: spec.overlay, format: 'qcow2' },
-      net: { mode: 'user', forwards: [{ hostPort: spec.network.envdHostPort, guestPort: ENVD_GUEST_PORT }] },
+      net: {
+        mode: 'user',
+        forwards: [{ hostPort: spec.network.envdHostPort, guestPort: ENVD_GUEST_PORT }],
+      },
       console: { kind: 'file', path: files.console },
       qmpSocket: files.qmp,
       pidFile: files.pid,
@@ -389,34 +461,55 @@ export function defaultCmdline(accel: Accelerator): string {
       const mhz = Number(/^cpu MHz\s*:\s*([\d.]+)/m.exec(cpuinfo)?.[1]);
       if (mhz > 0) khz = Math.round(mhz * 1000);
     } catch {}
-    cachedCmdline = ['console=ttyS0 panic=-1', khz ? `tsc_early_khz=${khz}` : ''].filter(Boolean).join(' ');
+    cachedCmdline = ['console=ttyS0 panic=-1', khz ? `tsc_early_khz=${khz}` : '']
+      .filter(Boolean)
+      .join(' ');
   }
   return cachedCmdline;
 }
 
 function validateSpec(spec: VmSpec): void {
-  if (!isValidId(spec.vmId)) throw new WrennError('invalid_argument', `VM id ${JSON.stringify(spec.vmId)} is not a valid id`);
+  if (!isValidId(spec.vmId))
+    throw new WrennError(
+      'invalid_argument',
+      `VM id ${JSON.stringify(spec.vmId)} is not a valid id`,
+    );
   if (!Number.isInteger(spec.vcpus) || spec.vcpus < 1 || spec.vcpus > 64) {
     throw new WrennError('invalid_argument', `vcpus must be 1..64, got ${spec.vcpus}`);
   }
   if (!Number.isInteger(spec.memoryMb) || spec.memoryMb < 64) {
-    throw new WrennError('invalid_argument', `memoryMb must be an integer ≥ 64, got ${spec.memoryMb}`);
+    throw new WrennError(
+      'invalid_argument',
+      `memoryMb must be an integer ≥ 64, got ${spec.memoryMb}`,
+    );
   }
   const sock = runtimePaths(spec.runDir).qmp;
   if (sock.length > MAX_SOCKET_PATH) {
-    throw new WrennError('invalid_argument', `runDir is too long for a unix socket path (${sock.length} > ${MAX_SOCKET_PATH}): ${spec.runDir}`);
+    throw new WrennError(
+      'invalid_argument',
+      `runDir is too long for a unix socket path (${sock.length} > ${MAX_SOCKET_PATH}): ${spec.runDir}`,
+    );
   }
   // QEMU's option syntax splits on commas; a comma in a path would silently change options.
   for (const p of [spec.runDir, spec.kernel, spec.initrd, spec.overlay]) {
-    if (p.includes(',')) throw new WrennError('invalid_argument', `paths given to QEMU must not contain commas: ${p}`);
+    if (p.includes(','))
+      throw new WrennError('invalid_argument', `paths given to QEMU must not contain commas: ${p}`);
   }
 }
 
-function checkCompatible(spec: VmSpec, accel: Accelerator, meta: SnapshotMeta, source: VmSource): void {
+function checkCompatible(
+  spec: VmSpec,
+  accel: Accelerator,
+  meta: SnapshotMeta,
+  source: VmSource,
+): void {
   const want = source.kind === 'template' ? 'template' : 'full';
   const dir = source.kind === 'cold' ? '' : source.snapshotDir;
   if (meta.mode !== want) {
-    throw new WrennError('failed_precondition', `${dir} is a ${meta.mode} snapshot, not a ${want} one`);
+    throw new WrennError(
+      'failed_precondition',
+      `${dir} is a ${meta.mode} snapshot, not a ${want} one`,
+    );
   }
   if (meta.vcpus !== spec.vcpus || meta.memoryMb !== spec.memoryMb) {
     throw new WrennError(
@@ -425,7 +518,10 @@ function checkCompatible(spec: VmSpec, accel: Accelerator, meta: SnapshotMeta, s
     );
   }
   if (meta.accel !== accel) {
-    throw new WrennError('failed_precondition', `${dir} was saved under ${meta.accel}; this host runs ${accel}`);
+    throw new WrennError(
+      'failed_precondition',
+      `${dir} was saved under ${meta.accel}; this host runs ${accel}`,
+    );
   }
 }
 
@@ -442,7 +538,10 @@ async function checkTemplateOverlay(overlay: string, snapshotDir: string): Promi
 }
 
 async function samePath(a: string, b: string): Promise<boolean> {
-  const [ra, rb] = await Promise.all([realpath(a).catch(() => resolve(a)), realpath(b).catch(() => resolve(b))]);
+  const [ra, rb] = await Promise.all([
+    realpath(a).catch(() => resolve(a)),
+    realpath(b).catch(() => resolve(b)),
+  ]);
   return ra === rb;
 }
 

@@ -1,5 +1,5 @@
-import { WrennError } from '@wrenn/common';
 import { createServer } from 'node:net';
+import { WrennError } from '@wrenn/common';
 
 /**
  * A loopback TCP port free right now. Another process can take it before QEMU binds it;
@@ -17,18 +17,28 @@ export function freeLoopbackPort(): Promise<number> {
 }
 
 /** GET /health on envd through its forwarded port until it answers 204. */
-export async function waitEnvdHealthy(hostPort: number, timeoutMs: number, isDead?: () => Promise<boolean>): Promise<void> {
+export async function waitEnvdHealthy(
+  hostPort: number,
+  timeoutMs: number,
+  isDead?: () => Promise<boolean>,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let polls = 0;
   while (Date.now() < deadline) {
-    const ok = await fetch(`http://127.0.0.1:${hostPort}/health`, { signal: AbortSignal.timeout(2000) }).then(
+    const ok = await fetch(`http://127.0.0.1:${hostPort}/health`, {
+      signal: AbortSignal.timeout(2000),
+    }).then(
       (r) => r.status === 204,
       () => false,
     );
     if (ok) return;
     // Checking the VM process costs two /proc reads: do it every 25th poll only.
-    if (isDead && ++polls % 25 === 0 && (await isDead())) throw new WrennError('unavailable', 'the VM exited before envd became healthy');
+    if (isDead && ++polls % 25 === 0 && (await isDead()))
+      throw new WrennError('unavailable', 'the VM exited before envd became healthy');
     await new Promise((r) => setTimeout(r, 10));
   }
-  throw new WrennError('deadline_exceeded', `envd did not answer GET /health with 204 within ${timeoutMs} ms`);
+  throw new WrennError(
+    'deadline_exceeded',
+    `envd did not answer GET /health with 204 within ${timeoutMs} ms`,
+  );
 }

@@ -14,35 +14,48 @@ import { QEMU_BINARY } from './args.ts';
  * Start a daemonized QEMU and return its pid. Errors QEMU prints before it detaches (bad
  * option, missing file, port in use) come back in the WrennError message.
  */
-export async function spawnDaemon(args: string[], pidFile: string, timeoutMs = 60_000): Promise<number> {
-  if (!args.includes('-daemonize')) throw new WrennError('internal', 'spawnDaemon needs -daemonize in the QEMU arguments');
-  const { code, signal, stderr } = await new Promise<{ code: number | null; signal: string | null; stderr: string }>(
-    (resolve, reject) => {
-      // detached: the launcher is in its own process group, so a Ctrl-C aimed at the agent's
-      // group cannot reach QEMU while it is still starting.
-      const child = spawn(QEMU_BINARY, args, { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
-      let err = '';
-      child.stderr.setEncoding('utf8');
-      child.stderr.on('data', (d: string) => {
-        err = (err + d).slice(-8192);
-      });
-      const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-      child.on('error', (e) => {
-        clearTimeout(timer);
-        reject(new WrennError('failed_precondition', `cannot run ${QEMU_BINARY}: ${e.message}`, { cause: e }));
-      });
-      child.on('close', (c, s) => {
-        clearTimeout(timer);
-        resolve({ code: c, signal: s, stderr: err });
-      });
-    },
-  );
+export async function spawnDaemon(
+  args: string[],
+  pidFile: string,
+  timeoutMs = 60_000,
+): Promise<number> {
+  if (!args.includes('-daemonize'))
+    throw new WrennError('internal', 'spawnDaemon needs -daemonize in the QEMU arguments');
+  const { code, signal, stderr } = await new Promise<{
+    code: number | null;
+    signal: string | null;
+    stderr: string;
+  }>((resolve, reject) => {
+    // detached: the launcher is in its own process group, so a Ctrl-C aimed at the agent's
+    // group cannot reach QEMU while it is still starting.
+    const child = spawn(QEMU_BINARY, args, { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
+    let err = '';
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (d: string) => {
+      err = (err + d).slice(-8192);
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(
+        new WrennError('failed_precondition', `cannot run ${QEMU_BINARY}: ${e.message}`, {
+          cause: e,
+        }),
+      );
+    });
+    child.on('close', (c, s) => {
+      clearTimeout(timer);
+      resolve({ code: c, signal: s, stderr: err });
+    });
+  });
   if (code !== 0) {
-    const why = stderr.trim().split('\n').filter(Boolean).slice(-3).join(' | ') || `exit ${signal ?? code}`;
+    const why =
+      stderr.trim().split('\n').filter(Boolean).slice(-3).join(' | ') || `exit ${signal ?? code}`;
     throw new WrennError('internal', `QEMU failed to start: ${why}`);
   }
   const pid = await readPidFile(pidFile);
-  if (pid === undefined) throw new WrennError('internal', `QEMU started but wrote no pid to ${pidFile}`);
+  if (pid === undefined)
+    throw new WrennError('internal', `QEMU started but wrote no pid to ${pidFile}`);
   return pid;
 }
 

@@ -64,7 +64,12 @@ export class QmpClient {
     socket.on('data', (chunk: string) => this.onData(chunk));
     socket.on('error', () => {}); // 'close' follows and carries the consequence
     socket.on('close', () => {
-      this.fail(new WrennError('unavailable', `QMP connection ${path} closed (the VM exited or another client took over)`));
+      this.fail(
+        new WrennError(
+          'unavailable',
+          `QMP connection ${path} closed (the VM exited or another client took over)`,
+        ),
+      );
       markClosed();
     });
   }
@@ -75,7 +80,10 @@ export class QmpClient {
    */
   static async connect(path: string, opts: QmpConnectOptions = {}): Promise<QmpClient> {
     if (path.length > MAX_SOCKET_PATH) {
-      throw new WrennError('invalid_argument', `QMP socket path is longer than ${MAX_SOCKET_PATH} bytes: ${path}`);
+      throw new WrennError(
+        'invalid_argument',
+        `QMP socket path is longer than ${MAX_SOCKET_PATH} bytes: ${path}`,
+      );
     }
     const timeoutMs = opts.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
     const deadline = Date.now() + timeoutMs;
@@ -91,7 +99,11 @@ export class QmpClient {
         await sleep(20);
         continue;
       }
-      const client = new QmpClient(socket, path, opts.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS);
+      const client = new QmpClient(
+        socket,
+        path,
+        opts.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS,
+      );
       try {
         await client.handshake(Math.max(1, deadline - Date.now()));
         return client;
@@ -100,9 +112,13 @@ export class QmpClient {
         throw e;
       }
     }
-    throw new WrennError('unavailable', `cannot connect to QMP at ${path} within ${timeoutMs} ms: ${describe(lastError)}`, {
-      cause: lastError,
-    });
+    throw new WrennError(
+      'unavailable',
+      `cannot connect to QMP at ${path} within ${timeoutMs} ms: ${describe(lastError)}`,
+      {
+        cause: lastError,
+      },
+    );
   }
 
   get closed(): boolean {
@@ -115,22 +131,37 @@ export class QmpClient {
   }
 
   /** Run a QMP command; its `return` value, or a WrennError carrying QEMU's error text. */
-  execute<T = unknown>(command: string, args?: Record<string, unknown>, timeoutMs = this.commandTimeoutMs): Promise<T> {
+  execute<T = unknown>(
+    command: string,
+    args?: Record<string, unknown>,
+    timeoutMs = this.commandTimeoutMs,
+  ): Promise<T> {
     if (this.closedError) return Promise.reject(this.closedError);
     const id = `w${this.nextId++}`;
     return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(id);
-        reject(new WrennError('deadline_exceeded', `QMP command ${command} got no answer within ${timeoutMs} ms`));
+        reject(
+          new WrennError(
+            'deadline_exceeded',
+            `QMP command ${command} got no answer within ${timeoutMs} ms`,
+          ),
+        );
       }, timeoutMs);
       this.pending.set(id, { command, resolve: resolve as (v: unknown) => void, reject, timer });
-      this.socket.write(`${JSON.stringify(args ? { execute: command, arguments: args, id } : { execute: command, id })}\n`);
+      this.socket.write(
+        `${JSON.stringify(args ? { execute: command, arguments: args, id } : { execute: command, id })}\n`,
+      );
     });
   }
 
   /** An HMP command through QMP; HMP reports failures as text, which becomes an error here. */
   async hmp(commandLine: string, timeoutMs?: number): Promise<string> {
-    const out = await this.execute<string>('human-monitor-command', { 'command-line': commandLine }, timeoutMs);
+    const out = await this.execute<string>(
+      'human-monitor-command',
+      { 'command-line': commandLine },
+      timeoutMs,
+    );
     return out;
   }
 
@@ -138,7 +169,11 @@ export class QmpClient {
    * Wait for the next event matching `name` and `match`. Register the wait *before* issuing
    * the command that causes the event, or the event can be missed.
    */
-  waitEvent(name: string, match: (e: QmpEvent) => boolean = () => true, timeoutMs = this.commandTimeoutMs): Promise<QmpEvent> {
+  waitEvent(
+    name: string,
+    match: (e: QmpEvent) => boolean = () => true,
+    timeoutMs = this.commandTimeoutMs,
+  ): Promise<QmpEvent> {
     if (this.closedError) return Promise.reject(this.closedError);
     return new Promise((resolve, reject) => {
       const waiter: EventWaiter = {
@@ -147,7 +182,12 @@ export class QmpClient {
         reject,
         timer: setTimeout(() => {
           this.waiters.delete(waiter);
-          reject(new WrennError('deadline_exceeded', `QMP event ${name} did not arrive within ${timeoutMs} ms`));
+          reject(
+            new WrennError(
+              'deadline_exceeded',
+              `QMP event ${name} did not arrive within ${timeoutMs} ms`,
+            ),
+          );
         }, timeoutMs),
       };
       this.waiters.add(waiter);
@@ -176,7 +216,13 @@ export class QmpClient {
     const greeting = new Promise<void>((resolve, reject) => {
       if (this.greeted) return resolve();
       const timer = setTimeout(
-        () => reject(new WrennError('deadline_exceeded', `no QMP greeting on ${this.path} within ${timeoutMs} ms (another client connected?)`)),
+        () =>
+          reject(
+            new WrennError(
+              'deadline_exceeded',
+              `no QMP greeting on ${this.path} within ${timeoutMs} ms (another client connected?)`,
+            ),
+          ),
         timeoutMs,
       );
       this.greetingWaiter = (err) => {
@@ -236,7 +282,12 @@ export class QmpClient {
     clearTimeout(p.timer);
     if ('error' in msg) {
       const err = msg.error as { class?: string; desc?: string };
-      p.reject(new WrennError('internal', `QMP ${p.command} failed: ${err.desc ?? err.class ?? 'unknown error'}`));
+      p.reject(
+        new WrennError(
+          'internal',
+          `QMP ${p.command} failed: ${err.desc ?? err.class ?? 'unknown error'}`,
+        ),
+      );
     } else {
       p.resolve(msg.return);
     }
@@ -249,7 +300,9 @@ export class QmpClient {
     this.greetingWaiter = undefined;
     for (const [id, p] of this.pending) {
       clearTimeout(p.timer);
-      p.reject(new WrennError('unavailable', `QMP command ${p.command} interrupted: ${err.message}`));
+      p.reject(
+        new WrennError('unavailable', `QMP command ${p.command} interrupted: ${err.message}`),
+      );
       this.pending.delete(id);
     }
     for (const w of this.waiters) {
@@ -265,7 +318,9 @@ function openSocket(path: string, timeoutMs: number): Promise<Socket> {
     const socket = connect(path);
     const timer = setTimeout(() => {
       socket.destroy();
-      reject(Object.assign(new Error(`connect timed out after ${timeoutMs} ms`), { code: 'ETIMEDOUT' }));
+      reject(
+        Object.assign(new Error(`connect timed out after ${timeoutMs} ms`), { code: 'ETIMEDOUT' }),
+      );
     }, timeoutMs);
     socket.once('connect', () => {
       clearTimeout(timer);

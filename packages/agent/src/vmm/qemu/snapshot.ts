@@ -42,7 +42,10 @@ export async function writeSnapshotMeta(dir: string, meta: SnapshotMeta): Promis
 export async function readSnapshotMeta(dir: string): Promise<SnapshotMeta> {
   const path = join(dir, SNAPSHOT_FILES.meta);
   const text = await readFile(path, 'utf8').catch((e) => {
-    throw new WrennError('not_found', `snapshot ${dir} has no readable ${SNAPSHOT_FILES.meta}: ${(e as Error).message}`);
+    throw new WrennError(
+      'not_found',
+      `snapshot ${dir} has no readable ${SNAPSHOT_FILES.meta}: ${(e as Error).message}`,
+    );
   });
   let m: Partial<SnapshotMeta>;
   try {
@@ -84,14 +87,28 @@ const MIGRATION_END = new Set(['completed', 'failed', 'cancelled']);
  * The MIGRATION event wait is armed before the command, so a fast migration cannot finish
  * unseen; a VM dying mid-stream rejects through the closed QMP connection.
  */
-async function runMigration(qmp: QmpClient, command: 'migrate' | 'migrate-incoming', uri: string, timeoutMs: number) {
-  const end = qmp.waitEvent('MIGRATION', (e) => MIGRATION_END.has(String(e.data?.status)), timeoutMs);
+async function runMigration(
+  qmp: QmpClient,
+  command: 'migrate' | 'migrate-incoming',
+  uri: string,
+  timeoutMs: number,
+) {
+  const end = qmp.waitEvent(
+    'MIGRATION',
+    (e) => MIGRATION_END.has(String(e.data?.status)),
+    timeoutMs,
+  );
   end.catch(() => {}); // observed below; avoid an unhandled rejection if the command throws first
   await qmp.execute(command, { uri });
   const ev = await end;
   if (ev.data?.status !== 'completed') {
-    const info = await qmp.execute<{ 'error-desc'?: string }>('query-migrate').catch(() => ({}) as { 'error-desc'?: string });
-    throw new WrennError('internal', `${command} ${ev.data?.status}: ${info['error-desc'] ?? 'QEMU gave no reason'}`);
+    const info = await qmp
+      .execute<{ 'error-desc'?: string }>('query-migrate')
+      .catch(() => ({}) as { 'error-desc'?: string });
+    throw new WrennError(
+      'internal',
+      `${command} ${ev.data?.status}: ${info['error-desc'] ?? 'QEMU gave no reason'}`,
+    );
   }
 }
 
@@ -108,7 +125,12 @@ export async function setMigrationCaps(qmp: QmpClient, ignoreShared: boolean): P
  * Stream the (stopped) VM's state into `file`. The VM is left in `postmigrate`: its disks
  * are flushed and released; `cont` takes them back and runs it again.
  */
-export async function saveState(qmp: QmpClient, file: string, ignoreShared: boolean, timeoutMs = 600_000): Promise<number> {
+export async function saveState(
+  qmp: QmpClient,
+  file: string,
+  ignoreShared: boolean,
+  timeoutMs = 600_000,
+): Promise<number> {
   await setMigrationCaps(qmp, ignoreShared);
   // The default bandwidth cap (128 MiB/s) is for live migration over a network; the VM is
   // stopped and the target is a local file, so lift it.
@@ -137,14 +159,22 @@ export async function checkStreamComplete(file: string): Promise<number> {
         return size;
       } catch {}
     }
-    throw new WrennError('internal', `state stream ${file} is incomplete (${size} bytes, no trailing VM description): was the disk full?`);
+    throw new WrennError(
+      'internal',
+      `state stream ${file} is incomplete (${size} bytes, no trailing VM description): was the disk full?`,
+    );
   } finally {
     await fh.close();
   }
 }
 
 /** Load a state stream into a VM started with `-incoming defer -S`; it stays paused. */
-export async function loadState(qmp: QmpClient, file: string, ignoreShared: boolean, timeoutMs = 600_000): Promise<void> {
+export async function loadState(
+  qmp: QmpClient,
+  file: string,
+  ignoreShared: boolean,
+  timeoutMs = 600_000,
+): Promise<void> {
   await setMigrationCaps(qmp, ignoreShared);
   await runMigration(qmp, 'migrate-incoming', `exec:cat ${shellQuote(file)}`, timeoutMs);
 }

@@ -1,0 +1,97 @@
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { newId, WrennError } from '@wrenn/common';
+import type { SnapshotResult, VmRef } from '../driver.ts';
+import { createOverlay } from './disk.ts';
+import type { QemuDriver } from './driver.ts';
+import { freeLoopbackPort, waitEnvdHealthy } from './net.ts';
+import { isOurQemu } from './process.ts';
+import { SNAPSHOT_FILES } from './snapshot.ts';
+
+export interface BuildTemplateOptions {
+  /** The image's read-only base disk (raw ext4). */
+  rootfs: string;
+  kernel: string;
+  initrd: string;
+  /** The image's kernel command line (appended to the driver's defaults). */
+  cmdline?: string;
+  vcpus: number;
+  memoryMb: number;
+  /**
+   * Where the snapshot goes (memory, vmstate, disk.qcow2, vmm.json). Pass a staging dir
+   * and rename it into place: a half-built template must never be cloned.
+   */
+  snapshotDir: string;
+  /** Budget for the cold boot to envd ready (default 300 s: TCG on a busy host). */
+  readyTimeoutMs?: number;
+}
+
+export interface BuildTemplateResult extends SnapshotResult {
+  /** Cold boot to envd /health → 204. */
+  bootMs: number;
+  /** Pause + save of the device state. */
+  saveMs: number;
+}
+
+/**
+ * Build a template snapshot of an image: boot it once with RAM in `snapshotDir/memory`
+ * (shared file), wait for envd, stop it, save device state with x-ignore-shared, kill it.
+ * Clones then start with `driver.start(spec, { kind: 'template', snapshotDir })` on an
+ * overlay made by `createOverlay(join(snapshotDir, 'disk.qcow2'), 'qcow2', overlay)`.
+ *
+ * @example
+ *   await buildTemplateSnapshot(driver, { rootfs, kernel, initrd, cmdline, vcpus: 1, memoryMb: 512, snapshotDir: staging });
+ */
+export async function buildTemplateSnapshot(
+  driver: QemuDriver,
+  opts: BuildTemplateOptions,
+): Promise<BuildTemplateResult> {
+  const dir = resolve(opts.snapshotDir);
+  await mkdir(dir, { recursive: true });
+  const disk = join(dir, SNAPSHOT_FILES.disk);
+  // The build VM writes into disk.qcow2 (mount, envd's files): that disk, not the base,
+  // is what the saved page cache describes, so it is part of the template.
+  await createOverlay(opts.rootfs, 'raw', disk);
+  const runDir = await mkdtemp(join(tmpdir(), 'wrenn-tplbuild-'));
+  let ref: VmRef | undefined;
+  try {
+    const started = performance.now();
+    ref = await driver.startWithSharedMemory(
+      {
+        vmId: `tpl-${newId(10)}`,
+        runDir,
+        vcpus: opts.vcpus,
+        memoryMb: opts.memoryMb,
+        kernel: opts.kernel,
+        initrd: opts.initrd,
+        cmdline: opts.cmdline,
+        overlay: disk,
+        network: { kind: 'user', envdHostPort: await freeLoopbackPort() },
+      },
+      join(dir, SNAPSHOT_FILES.memory),
+    );
+    const vm = ref;
+    await waitEnvdHealthy(
+      vm.spec.network.envdHostPort,
+      opts.readyTimeoutMs ?? 300_000,
+      async () => !(await isOurQemu(vm.pid, join(runDir, 'qmp.sock'))),
+    ).catch((e) => {
+      throw new WrennError(
+        e instanceof WrennError ? e.code : 'internal',
+        `template build: ${(e as Error).message}`,
+        {
+          cause: e,
+        },
+      );
+    });
+    const bootMs = performance.now() - started;
+    const t = performance.now();
+    await driver.pause(vm);
+    const result = await driver.snapshotToDir(vm, dir, 'template');
+    return { ...result, bootMs, saveMs: performance.now() - t };
+  } finally {
+    if (ref) await driver.kill(ref);
+    await rm(runDir, { recursive: true, force: true });
+  }
+}
