@@ -1,6 +1,12 @@
 import { errorMessage, isWrennError } from '@wrenn/common';
 import { Command } from 'commander';
 import { registerAgentCommand } from './commands/agent.ts';
+import { registerControlPlaneCommand } from './commands/control-plane.ts';
+import { registerHostsCommands } from './commands/hosts.ts';
+import { registerKeysCommands } from './commands/keys.ts';
+import { registerSandboxCommands } from './commands/sandbox.ts';
+import { registerTemplatesCommands } from './commands/templates.ts';
+import { registerUpCommand } from './commands/up.ts';
 
 // Each command group lives in its own file under commands/ and registers itself here.
 export async function main(argv: string[]): Promise<void> {
@@ -9,6 +15,12 @@ export async function main(argv: string[]): Promise<void> {
     .option('--dir <path>', 'state directory (default: $WRENN_DIR or ~/.wrenn)')
     .showHelpAfterError();
   registerAgentCommand(program);
+  registerUpCommand(program);
+  registerControlPlaneCommand(program);
+  registerSandboxCommands(program);
+  registerTemplatesCommands(program);
+  registerHostsCommands(program);
+  registerKeysCommands(program);
 
   try {
     await program.parseAsync(argv);
