@@ -13,7 +13,7 @@ export function describeIssues(where: string, issues: z.core.$ZodIssue[]): strin
     .join('; ');
 }
 
-function fromFastifyError(e: FastifyError): WrennError {
+export function fromFastifyError(e: FastifyError): WrennError {
   // Body parsing and framework errors: malformed JSON, wrong content type, oversized body.
   const status = e.statusCode ?? 500;
   if (e.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || e instanceof SyntaxError || e.code === 'FST_ERR_CTP_EMPTY_JSON_BODY') {

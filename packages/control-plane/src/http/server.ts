@@ -10,6 +10,7 @@ import { RateLimiter } from './rate-limit.ts';
 import { type RouteAuth, RouteRegistry } from './route.ts';
 import { hostRoutes, keyRoutes, templateRoutes } from './routes/admin.ts';
 import { sandboxRoutes } from './routes/sandboxes.ts';
+import { e2bRoutes } from '../e2b/routes.ts';
 
 export const API_VERSION = '0.1.0';
 
@@ -92,6 +93,7 @@ export function buildServer(core: Core): BuiltServer {
   templateRoutes(registry, core);
   hostRoutes(registry, core);
   keyRoutes(registry, core);
+  e2bRoutes(app, registry, core);
 
   app.get('/health', async () => ({ status: 'ok', database: core.db.dialect }));
   app.get('/openapi.json', async () => openApiDocument(registry.specs, API_VERSION));

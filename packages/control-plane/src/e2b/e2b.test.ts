@@ -1,0 +1,223 @@
+import * as e2bNew from 'e2b';
+import * as e2bOld from 'e2b-246';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestCluster, type TestCluster } from '../../test/support/cluster.ts';
+import { E2B_ENVD_VERSION } from './map.ts';
+
+/**
+ * The E2B REST contract at the wire and through both pinned SDKs, on a control plane with
+ * a fake agent in front of one real envd (fast; no VMs). The VM-level compatibility suite
+ * is test/e2b/compat.test.ts.
+ */
+let c: TestCluster;
+let key: string;
+
+beforeAll(async () => {
+  c = await startTestCluster('sqlite', undefined);
+  const k = await c.t.api('POST', '/v1/keys', { body: { name: 'e2b', teamId: 'e2b-unit' } });
+  key = k.body.key;
+});
+afterAll(async () => {
+  await c?.close();
+});
+
+const e2b = (path: string, method = 'GET', body?: unknown, k: string | null = key) =>
+  c.t.api(method, path, { key: k, ...(body !== undefined ? { body } : {}) });
+
+describe('E2B wire contract', () => {
+  it('create (both paths) answers 201 with E2B field names and envdVersion 0.6.x', async () => {
+    for (const path of ['/sandboxes', '/v2/sandboxes']) {
+      const r = await e2b(path, 'POST', {
+        templateID: 'base',
+        timeout: 60,
+        metadata: { m: '1' },
+        envVars: { A: 'b' },
+        secure: true,
+        allow_internet_access: true,
+      });
+      expect(r.status).toBe(201);
+      expect(Object.keys(r.body).sort()).toEqual([
+        'alias',
+        'clientID',
+        'domain',
+        'envdAccessToken',
+        'envdVersion',
+        'sandboxID',
+        'templateID',
+      ]);
+      expect(r.body.templateID).toBe('base');
+      expect(r.body.envdVersion).toMatch(/^0\.6\.\d+$/);
+      expect(r.body.envdVersion).toBe(E2B_ENVD_VERSION);
+      expect(r.body.envdAccessToken.length).toBeGreaterThan(16);
+    }
+  });
+
+  it('errors are {code: <status>, message} for auth, validation, unknown ids and unknown templates', async () => {
+    const noKey = await e2b('/v2/sandboxes', 'GET', undefined, null);
+    expect(noKey.status).toBe(401);
+    expect(noKey.body).toEqual({ code: 401, message: expect.any(String) });
+    const badKey = await e2b('/v2/sandboxes', 'GET', undefined, 'wrn_nope');
+    expect(badKey.body.code).toBe(401);
+    const bad = await e2b('/v2/sandboxes', 'POST', { templateID: 'base', timeout: 'soon' });
+    expect(bad.status).toBe(400);
+    expect(bad.body.code).toBe(400);
+    expect(bad.body.message).toContain('timeout');
+    const unknownTpl = await e2b('/v2/sandboxes', 'POST', { templateID: 'no-such-template' });
+    expect(unknownTpl.status).toBe(404);
+    expect(unknownTpl.body).toEqual({
+      code: 404,
+      message: "template 'no-such-template' not found",
+    });
+    for (const id of ['doesnotexist', 'Not_A_Valid_Id']) {
+      for (const [method, path] of [
+        ['GET', `/sandboxes/${id}`],
+        ['DELETE', `/sandboxes/${id}`],
+        ['POST', `/sandboxes/${id}/pause`],
+        ['POST', `/v2/sandboxes/${id}/connect`],
+      ] as const) {
+        const r = await e2b(path, method, method === 'POST' ? {} : undefined);
+        expect(r.status, `${method} ${path}`).toBe(404);
+        expect(r.body.code).toBe(404);
+        expect(JSON.stringify(r.body)).not.toContain('    at ');
+      }
+    }
+  });
+
+  it('refuses what Wrenn cannot do instead of ignoring it', async () => {
+    for (const extra of [
+      { allow_internet_access: false },
+      { mcp: { x: {} } },
+      { volumeMounts: [{ name: 'v', path: '/v' }] },
+      { autoPause: true, autoPauseMemory: false },
+    ]) {
+      const r = await e2b('/v2/sandboxes', 'POST', { templateID: 'base', ...extra });
+      expect(r.status, JSON.stringify(extra)).toBe(400);
+      expect(r.body.message).toContain('not supported');
+    }
+  });
+
+  it('connect answers 200 when running and 201 when it resumed; pause answers 409 when already paused; kill 204 then 404', async () => {
+    const id = (await e2b('/v2/sandboxes', 'POST', { templateID: 'base', timeout: 600 })).body
+      .sandboxID;
+    expect((await e2b(`/v2/sandboxes/${id}/connect`, 'POST', { timeout: 10 })).status).toBe(200);
+    expect((await e2b(`/sandboxes/${id}/pause`, 'POST', {})).status).toBe(204);
+    expect((await e2b(`/sandboxes/${id}/pause`, 'POST', {})).status).toBe(409);
+    expect((await e2b(`/sandboxes/${id}`)).body.state).toBe('paused');
+    const resumed = await e2b(`/sandboxes/${id}/connect`, 'POST', { timeout: 60 });
+    expect(resumed.status).toBe(201);
+    expect(resumed.body.sandboxID).toBe(id);
+    expect((await e2b(`/sandboxes/${id}/resume`, 'POST', {})).status).toBe(200);
+    expect((await e2b(`/sandboxes/${id}`, 'DELETE')).status).toBe(204);
+    expect((await e2b(`/sandboxes/${id}`, 'DELETE')).status).toBe(404);
+    expect((await e2b(`/sandboxes/${id}`)).status).toBe(404);
+  });
+
+  it('connect extends end-at and never shortens it', async () => {
+    const id = (await e2b('/v2/sandboxes', 'POST', { templateID: 'base', timeout: 600 })).body
+      .sandboxID;
+    const endAt = () => e2b(`/sandboxes/${id}`).then((r) => Date.parse(r.body.endAt));
+    const before = await endAt();
+    await e2b(`/v2/sandboxes/${id}/connect`, 'POST', { timeout: 5 });
+    expect(await endAt()).toBe(before);
+    await e2b(`/v2/sandboxes/${id}/connect`, 'POST', { timeout: 3600 });
+    expect(await endAt()).toBeGreaterThan(before);
+    await e2b(`/sandboxes/${id}`, 'DELETE');
+  });
+
+  it('v2 list pages with x-next-token and filters by metadata (SDK double encoding) and state', async () => {
+    const tag = `page-${Date.now()}`;
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      ids.push(
+        (
+          await e2b('/v2/sandboxes', 'POST', {
+            templateID: 'base',
+            metadata: { tag, 'k y': 'v&=w' },
+          })
+        ).body.sandboxID,
+      );
+    }
+    await e2b(`/sandboxes/${ids[0]}/pause`, 'POST', {});
+    const metadata = encodeURIComponent(
+      new URLSearchParams({
+        tag,
+        [encodeURIComponent('k y')]: encodeURIComponent('v&=w'),
+      }).toString(),
+    );
+    const seen: string[] = [];
+    let next: string | null = null;
+    do {
+      const r = await e2b(
+        `/v2/sandboxes?metadata=${metadata}&limit=2${next ? `&nextToken=${encodeURIComponent(next)}` : ''}`,
+      );
+      expect(r.status).toBe(200);
+      expect(r.body.length).toBeLessThanOrEqual(2);
+      seen.push(...r.body.map((s: { sandboxID: string }) => s.sandboxID));
+      next = r.headers.get('x-next-token');
+    } while (next);
+    expect(seen.sort()).toEqual([...ids].sort());
+    const paused = await e2b(`/v2/sandboxes?metadata=${metadata}&state=paused`);
+    expect(paused.body.map((s: { sandboxID: string }) => s.sandboxID)).toEqual([ids[0]]);
+    const v1 = await e2b(`/sandboxes?metadata=${metadata}`);
+    expect(v1.body.map((s: { sandboxID: string }) => s.sandboxID).sort()).toEqual(
+      [ids[1], ids[2]].sort(),
+    );
+    expect((await e2b('/v2/sandboxes?state=sleeping')).status).toBe(400);
+    for (const id of ids) await e2b(`/sandboxes/${id}`, 'DELETE');
+  });
+});
+
+for (const [version, sdk] of [
+  ['2.51.0', e2bNew],
+  ['2.46.1', e2bOld],
+] as const) {
+  describe(`e2b ${version} against the REST edge`, () => {
+    const opts = () => ({ apiKey: key, apiUrl: c.t.url, sandboxUrl: c.t.url });
+
+    it('create, getInfo, list, setTimeout, connect, pause, kill', async () => {
+      const sbx = await sdk.Sandbox.create('base', {
+        ...opts(),
+        metadata: { sdk: version },
+        timeoutMs: 120_000,
+      });
+      const info = await sbx.getInfo();
+      expect(info).toMatchObject({
+        sandboxId: sbx.sandboxId,
+        templateId: 'base',
+        metadata: { sdk: version },
+        state: 'running',
+        envdVersion: E2B_ENVD_VERSION,
+      });
+      expect(info.endAt.getTime() - info.startedAt.getTime()).toBeGreaterThanOrEqual(119_000);
+      const listed = await sdk.Sandbox.list({
+        ...opts(),
+        query: { metadata: { sdk: version } },
+      }).nextItems();
+      expect(listed.map((s) => s.sandboxId)).toEqual([sbx.sandboxId]);
+      await sbx.setTimeout(900_000);
+      expect((await sbx.getInfo()).endAt.getTime()).toBeGreaterThan(info.endAt.getTime());
+      expect(await sbx.pause()).toBe(true);
+      expect(await sbx.pause()).toBe(false);
+      expect(await sbx.isRunning()).toBe(false);
+      const again = await sdk.Sandbox.connect(sbx.sandboxId, opts());
+      expect(await again.isRunning()).toBe(true);
+      expect(await sbx.kill()).toBe(true);
+      expect(await sdk.Sandbox.kill(sbx.sandboxId, opts())).toBe(false);
+      await expect(sdk.Sandbox.getInfo(sbx.sandboxId, opts())).rejects.toBeInstanceOf(
+        sdk.SandboxNotFoundError,
+      );
+      await expect(sdk.Sandbox.connect(sbx.sandboxId, opts())).rejects.toBeInstanceOf(
+        sdk.SandboxNotFoundError,
+      );
+    });
+
+    it('an unknown template is a 404 SandboxError and a bad key an AuthenticationError', async () => {
+      const err = await sdk.Sandbox.create('no-such-template', opts()).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(sdk.SandboxError);
+      expect((err as Error).message).toBe("404: template 'no-such-template' not found");
+      await expect(
+        sdk.Sandbox.create('base', { ...opts(), apiKey: 'wrn_invalid' }),
+      ).rejects.toBeInstanceOf(sdk.AuthenticationError);
+    });
+  });
+}
