@@ -133,6 +133,8 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
         m.closing = true;
         await app.close();
         await shutdownSandboxes(m, opts.pauseOnShutdown === true, opts.shutdownDeadlineMs ?? 60_000);
+        // VMs left running keep running; only our control connections to them close.
+        await (m.driver as { detachAll?: () => Promise<void> }).detachAll?.();
         log.info({ event: 'closed' }, 'agent closed');
       })();
       return closed;

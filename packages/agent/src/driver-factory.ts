@@ -1,10 +1,15 @@
-import { WrennError } from '@wrenn/common';
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { layout, WrennError } from '@wrenn/common';
 import type { TemplateSnapshotBuilder } from './manager.ts';
 import type { VmmDriver } from './vmm/driver.ts';
+import { QemuDriver } from './vmm/qemu/driver.ts';
+import { probeAccelerator } from './vmm/qemu/probe.ts';
+import { buildTemplateSnapshot } from './vmm/qemu/template.ts';
 
 /**
- * The one place that picks a VMM implementation: today QEMU (`vmm/qemu`). Loaded lazily so
- * tests that inject a driver never load it.
+ * The one place that picks a VMM implementation: today QEMU (`vmm/qemu`), with the
+ * accelerator its bounded probe chose (cached per host kernel and QEMU version).
  */
 export interface DriverBundle {
   driver: VmmDriver;
@@ -13,14 +18,27 @@ export interface DriverBundle {
 }
 
 export async function defaultDriver(dir: string): Promise<DriverBundle> {
-  const path = './vmm/qemu/index.ts';
-  let mod: Record<string, unknown>;
-  try {
-    mod = (await import(path)) as Record<string, unknown>;
-  } catch (e) {
-    throw new WrennError('failed_precondition', `the QEMU VMM driver is not available: ${(e as Error).message}`);
-  }
-  const make = mod.createAgentDriver as ((o: { dir: string }) => Promise<DriverBundle>) | undefined;
-  if (typeof make !== 'function') throw new WrennError('failed_precondition', 'vmm/qemu exports no createAgentDriver');
-  return make({ dir });
+  const kernel = await anyKernel(dir);
+  const verdict = await probeAccelerator({ dir, kernel });
+  const driver = new QemuDriver({ accel: verdict.accelerator });
+  const templateSnapshotBuilder: TemplateSnapshotBuilder = async (a) => {
+    await buildTemplateSnapshot(driver, {
+      rootfs: a.rootfs,
+      kernel: a.kernel,
+      initrd: a.initrd,
+      ...(a.cmdline ? { cmdline: a.cmdline } : {}),
+      vcpus: a.vcpus,
+      memoryMb: a.memoryMb,
+      snapshotDir: a.outDir,
+    });
+    return { disk: 'disk.qcow2' };
+  };
+  return { driver, accelerator: verdict.accelerator, templateSnapshotBuilder };
+}
+
+async function anyKernel(dir: string): Promise<string> {
+  const kdir = layout(dir).kernels;
+  const v = (await readdir(kdir).catch(() => [] as string[])).find((n) => n.startsWith('vmlinuz-'));
+  if (!v) throw new WrennError('failed_precondition', `no kernel in ${kdir}: build images first (wrenn images build minimal)`);
+  return join(kdir, v);
 }

@@ -2,18 +2,23 @@ import { isValidId, type Logger, WrennError } from '@wrenn/common';
 import { RefCounts } from './refcounts.ts';
 import type { Sandbox, SandboxStatus } from './sandbox.ts';
 import { SlotAllocator } from './slots.ts';
-import type { VmRef, VmSpec, VmmDriver } from './vmm/driver.ts';
+import type { VmmDriver } from './vmm/driver.ts';
 
 /**
- * Builds a template snapshot: boots `spec` so its RAM lives in a shared file, waits for
- * `ready`, saves it into `outDir` and stops the VM. Provided by the VMM driver package;
- * without one, templates cold-boot.
+ * Builds a template snapshot of an image into `outDir` (a staging dir the caller renames):
+ * boots it once, waits for envd, saves it, stops the VM. The snapshot holds `disk` (a
+ * qcow2 over `rootfs`, the disk its RAM's page cache belongs to). Provided by the VMM
+ * driver package; without one, templates cold-boot.
  */
 export type TemplateSnapshotBuilder = (args: {
-  spec: VmSpec;
+  rootfs: string;
+  kernel: string;
+  initrd: string;
+  cmdline?: string;
+  vcpus: number;
+  memoryMb: number;
   outDir: string;
-  ready: (ref: VmRef) => Promise<void>;
-}) => Promise<void>;
+}) => Promise<{ disk: string }>;
 
 export interface ManagerOptions {
   dir: string;

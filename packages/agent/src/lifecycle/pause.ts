@@ -5,7 +5,7 @@ import { step } from '../crash.ts';
 import { prepareSnapshot } from '../envd-client.ts';
 import type { Manager } from '../manager.ts';
 import type { Sandbox } from '../sandbox.ts';
-import { OVERLAY, PAUSE_META, pauseMetaOf, removeDir, sandboxPaths, stagingName, trashName, VM_DIR } from '../store.ts';
+import { OVERLAY, PAUSE_META, pauseMetaOf, removeDir, sandboxPaths, stagingName, trashName } from '../store.ts';
 
 /**
  * Pause, crash-safely (DESIGN.md section 4):
@@ -108,8 +108,9 @@ export async function pauseLocked(m: Manager, sb: Sandbox): Promise<Sandbox> {
   sb.endAt = 0;
   sb.forwards.clear();
   try {
-    // The VM's runtime dir moved with the live dir into the trash.
-    await step(log, 'pause', 'stop-vm', f, () => m.driver.kill({ ...vm, runDir: join(trash, VM_DIR) }));
+    // The VM's runtime dir moved with the live dir into the trash; the driver finds the
+    // process by pid and the command line it was started with (the original paths).
+    await step(log, 'pause', 'stop-vm', f, () => m.driver.kill(vm));
   } catch (e) {
     // Its vCPUs are stopped; the next startup's orphan sweep ends it. The snapshot is safe.
     log.warn({ event: 'stop-vm-failed', error: errorMessage(e) }, 'could not stop the paused VM');

@@ -2,8 +2,7 @@ import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fsyncPath, isValidId, layout, SYSTEM_TEAM, WrennError, writeFileAtomic } from '@wrenn/common';
 import { step } from '../crash.ts';
-import { createOverlay, flattenToRaw } from '../disk.ts';
-import { waitEnvdHealthy } from '../envd-client.ts';
+import { flattenToRaw } from '../disk.ts';
 import type { Manager } from '../manager.ts';
 import type { Sandbox } from '../sandbox.ts';
 import { nowNs, sandboxPaths } from '../store.ts';
@@ -25,8 +24,6 @@ export interface SandboxSource {
   /** What the new sandbox's overlay is backed by: the disk the snapshot's RAM belongs to. */
   disk: { path: string; format: 'raw' | 'qcow2' };
 }
-
-const TEMPLATE_DISK = 'rootfs.qcow2';
 
 /**
  * Where a new sandbox starts from: the template's snapshot when its size matches, built
@@ -68,37 +65,23 @@ async function buildTemplateSnapshot(m: Manager, tpl: Template, vcpus: number, m
   const log = m.log.child({ template: `${tpl.teamId}/${tpl.templateId}` });
   const f = { template: `${tpl.teamId}/${tpl.templateId}` };
   const staging = join(tpl.dir, `${TEMPLATE_SNAPSHOT_DIR}.staging-${nowNs()}`);
-  const work = join(m.dir, 'tmp', `tpl-${tpl.teamId}-${tpl.templateId}-${nowNs()}`);
-  await mkdir(staging, { recursive: true });
-  await mkdir(work, { recursive: true });
-  // A port outside the slot range: the build VM holds no slot.
-  const port = m.slots.portBase + m.slots.maxSlots + 1;
   try {
-    // The template VM writes to its own overlay; clones are backed by that overlay so the
-    // disk they see is exactly the one the snapshot's page cache belongs to.
-    const disk = join(staging, TEMPLATE_DISK);
-    await createOverlay(tpl.baseImage, disk, 0);
-    await step(log, 'template', 'build-snapshot', f, () =>
+    const started = performance.now();
+    const { disk } = await step(log, 'template', 'build-snapshot', f, () =>
       builder({
-        spec: {
-          vmId: `tpl-${tpl.templateId}`.slice(0, 63),
-          runDir: join(work, 'vm'),
-          vcpus,
-          memoryMb,
-          kernel: tpl.kernel,
-          initrd: tpl.initrd,
-          ...(tpl.cmdline || m.cmdline ? { cmdline: [tpl.cmdline, m.cmdline].filter(Boolean).join(' ') } : {}),
-          overlay: disk,
-          network: { kind: 'user', envdHostPort: port },
-        },
+        rootfs: tpl.baseImage,
+        kernel: tpl.kernel,
+        initrd: tpl.initrd,
+        ...(tpl.cmdline ? { cmdline: tpl.cmdline } : {}),
+        vcpus,
+        memoryMb,
         outDir: staging,
-        ready: () => waitEnvdHealthy(port, m.envdReadyTimeoutMs),
       }),
     );
     const meta: TemplateSnapshotMeta = {
       version: 1,
       kind: 'template',
-      disk: TEMPLATE_DISK,
+      disk,
       created_at: new Date().toISOString(),
       memory_mb: memoryMb,
       vcpus,
@@ -106,12 +89,11 @@ async function buildTemplateSnapshot(m: Manager, tpl: Template, vcpus: number, m
     await step(log, 'template', 'promote-snapshot', f, () =>
       promoteTemplateSnapshot(staging, join(tpl.dir, TEMPLATE_SNAPSHOT_DIR), meta),
     );
-    log.info({ event: 'template-snapshot-built' }, 'template snapshot built');
+    log.info({ event: 'template-snapshot-built', ms: Math.round(performance.now() - started) }, 'template snapshot built');
   } catch (e) {
+    // Not fatal: this create (and later ones) cold-boot; the next create tries again.
     log.warn({ event: 'template-snapshot-failed', error: (e as Error).message }, 'template snapshot build failed; cold boot');
     await rm(staging, { recursive: true, force: true });
-  } finally {
-    await rm(work, { recursive: true, force: true });
   }
 }
 

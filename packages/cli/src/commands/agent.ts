@@ -42,10 +42,16 @@ export function registerAgentCommand(program: Command): void {
         const stop = () => {
           process.off('SIGTERM', stop);
           process.off('SIGINT', stop);
-          void agent.close().then(resolve);
+          void agent.close().then(resolve, (e) => {
+            process.stderr.write(`wrenn agent: close failed: ${(e as Error).message}\n`);
+            process.exitCode = 1;
+            resolve();
+          });
         };
         process.on('SIGTERM', stop);
         process.on('SIGINT', stop);
       });
+      // VMs outlive us by design; nothing else may hold the process open.
+      process.exit(process.exitCode ?? 0);
     });
 }
