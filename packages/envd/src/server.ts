@@ -75,7 +75,9 @@ export async function startEnvd(opts: EnvdOptions): Promise<RunningEnvd> {
     server.listen(opts.port, opts.host, () => resolve());
   });
   const port = (server.address() as AddressInfo).port;
-  console.log(JSON.stringify({ msg: 'envd listening', mode: opts.mode, host: opts.host, port, pid: process.pid }));
+  // startup_ms: from the node process starting (bootstrap included) to listening.
+  const startupMs = Math.round(process.uptime() * 1000);
+  console.log(JSON.stringify({ msg: 'envd listening', mode: opts.mode, host: opts.host, port, pid: process.pid, startup_ms: startupMs }));
   return {
     server: server as Server,
     port,
