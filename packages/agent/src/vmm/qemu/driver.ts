@@ -10,7 +10,7 @@ import {
   stat,
 } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { isValidId, WrennError } from '@wrenn/common';
 import type {
   SnapshotMode,
@@ -95,7 +95,7 @@ export class QemuDriver implements VmmDriver {
     validateSpec(spec);
     await mkdir(spec.runDir, { recursive: true });
     const files = runtimePaths(spec.runDir);
-    await this.refuseIfRunning(spec.runDir, files.qmp);
+    await this.refuseIfRunning(spec);
     await rm(files.qmp, { force: true });
     await rm(files.pid, { force: true });
 
@@ -108,7 +108,10 @@ export class QemuDriver implements VmmDriver {
       meta = await readSnapshotMeta(source.snapshotDir);
       checkCompatible(spec, this.accel, meta, source);
       if (source.kind === 'template') {
-        await checkTemplateOverlay(spec.overlay, source.snapshotDir);
+        await checkTemplateOverlay(
+          spec.overlay,
+          join(source.snapshotDir, meta.disk ?? SNAPSHOT_FILES.disk),
+        );
         // Private mapping: clones share the file's pages until they write (copy-on-write).
         qspec.memoryFile = { path: join(source.snapshotDir, SNAPSHOT_FILES.memory), share: false };
       } else {
@@ -149,7 +152,7 @@ export class QemuDriver implements VmmDriver {
   async adopt(ref: VmRef): Promise<VmRef | undefined> {
     const files = runtimePaths(ref.runDir);
     const pid = (await readPidFile(files.pid)) ?? ref.pid;
-    if (!(await isOurQemu(pid, files.qmp))) {
+    if (!(await isOurQemu(pid, processName(ref.vmId)))) {
       // Gone: its runtime files are stale. Disks and snapshots are the caller's.
       await rm(files.qmp, { force: true });
       await rm(files.pid, { force: true });
@@ -204,7 +207,6 @@ export class QemuDriver implements VmmDriver {
     dir: string,
   ): Promise<SnapshotResult> {
     const memory = join(dir, SNAPSHOT_FILES.memory);
-    const disk = join(dir, SNAPSHOT_FILES.disk);
     this.frozen.add(ref.vmId);
     const stateBytes = await saveState(
       qmp,
@@ -215,19 +217,21 @@ export class QemuDriver implements VmmDriver {
     // The save flushed the disk and guest RAM is stopped: both files are consistent now.
     if (!(await samePath(ref.sharedMemoryFile!, memory)))
       await cloneFile(ref.sharedMemoryFile!, memory);
-    if (!(await samePath(ref.spec.overlay, disk))) await cloneFile(ref.spec.overlay, disk);
-    await writeSnapshotMeta(dir, this.meta(ref, 'template', stateBytes));
+    const disk = await this.templateDisk(ref, dir);
+    await writeSnapshotMeta(dir, { ...this.meta(ref, 'template', stateBytes), disk });
     const memBytes = (await stat(memory)).size;
-    const diskBytes = (await stat(disk)).size;
+    const diskBytes = (await stat(join(dir, disk))).size;
     return {
-      files: [
-        SNAPSHOT_FILES.memory,
-        SNAPSHOT_FILES.state,
-        SNAPSHOT_FILES.disk,
-        SNAPSHOT_FILES.meta,
-      ],
+      files: [SNAPSHOT_FILES.memory, SNAPSHOT_FILES.state, disk, SNAPSHOT_FILES.meta],
       bytes: stateBytes + memBytes + diskBytes,
     };
+  }
+
+  /** The VM's overlay if it already lives in `dir`, else a copy of it as disk.qcow2. */
+  private async templateDisk(ref: VmRef, dir: string): Promise<string> {
+    if (await samePath(dirname(ref.spec.overlay), dir)) return basename(ref.spec.overlay);
+    await cloneFile(ref.spec.overlay, join(dir, SNAPSHOT_FILES.disk));
+    return SNAPSHOT_FILES.disk;
   }
 
   /**
@@ -318,7 +322,7 @@ export class QemuDriver implements VmmDriver {
   }
 
   async query(ref: VmRef): Promise<VmStatus> {
-    if (!(await isOurQemu(ref.pid, runtimePaths(ref.runDir).qmp)))
+    if (!(await isOurQemu(ref.pid, processName(ref.vmId))))
       return { alive: false, state: 'exited' };
     const { status } = await (await this.qmp(ref)).execute<{ status: string }>('query-status');
     return { alive: true, state: status };
@@ -333,7 +337,7 @@ export class QemuDriver implements VmmDriver {
         (c) => c.close(),
         () => {},
       );
-    await terminate(ref.pid, files.qmp);
+    await terminate(ref.pid, processName(ref.vmId));
     this.frozen.delete(ref.vmId);
     // INVARIANT: only the driver's runtime files go; the overlay, snapshots and the
     // console log (post-mortems) stay for the caller.
@@ -372,7 +376,7 @@ export class QemuDriver implements VmmDriver {
     if (current && current !== stale) return current; // someone else already reconnected
     const sock = runtimePaths(ref.runDir).qmp;
     const p = (async () => {
-      if (!(await isOurQemu(ref.pid, sock))) {
+      if (!(await isOurQemu(ref.pid, processName(ref.vmId)))) {
         throw new WrennError(
           'unavailable',
           `VM ${ref.vmId} is not running (QEMU pid ${ref.pid} is gone)`,
@@ -394,17 +398,20 @@ export class QemuDriver implements VmmDriver {
     return p;
   }
 
-  private async refuseIfRunning(runDir: string, sock: string): Promise<void> {
-    const pid = await readPidFile(runtimePaths(runDir).pid);
-    if (pid !== undefined && (await isOurQemu(pid, sock))) {
-      throw new WrennError('conflict', `a VM is already running in ${runDir} (QEMU pid ${pid})`);
+  private async refuseIfRunning(spec: VmSpec): Promise<void> {
+    const pid = await readPidFile(runtimePaths(spec.runDir).pid);
+    if (pid !== undefined && (await isOurQemu(pid, processName(spec.vmId)))) {
+      throw new WrennError(
+        'conflict',
+        `VM ${spec.vmId} is already running in ${spec.runDir} (QEMU pid ${pid})`,
+      );
     }
   }
 
   private baseSpec(spec: VmSpec): QemuVmSpec {
     const files = runtimePaths(spec.runDir);
     return {
-      name: `wrenn-${spec.vmId}`,
+      name: processName(spec.vmId),
       accel: this.accel,
       vcpus: spec.vcpus,
       memoryMb: spec.memoryMb,
@@ -435,6 +442,9 @@ export class QemuDriver implements VmmDriver {
     };
   }
 }
+
+/** QEMU's `-name`: identifies the VM's process (see isOurQemu). */
+export const processName = (vmId: string) => `wrenn-${vmId}`;
 
 export function runtimePaths(runDir: string) {
   return {
@@ -526,13 +536,12 @@ function checkCompatible(
 }
 
 /** A clone's overlay must sit on the template's disk.qcow2, whose page cache is in the RAM. */
-async function checkTemplateOverlay(overlay: string, snapshotDir: string): Promise<void> {
+async function checkTemplateOverlay(overlay: string, want: string): Promise<void> {
   const backing = await qcow2BackingFile(overlay);
-  const want = join(snapshotDir, SNAPSHOT_FILES.disk);
   if (!backing || !(await samePath(backing, want))) {
     throw new WrennError(
       'invalid_argument',
-      `overlay ${overlay} is backed by ${backing ?? 'nothing'}; a clone of ${snapshotDir} must be backed by ${want} (createOverlay(${want}, 'qcow2', ...))`,
+      `overlay ${overlay} is backed by ${backing ?? 'nothing'}; a clone of this template must be backed by ${want} (its RAM holds that disk's page cache)`,
     );
   }
 }

@@ -66,8 +66,9 @@ export async function readPidFile(path: string): Promise<number | undefined> {
 }
 
 /**
- * True when `pid` is a live (not zombie) QEMU whose command line contains `marker`
- * (the VM's QMP socket path, unique per VM). A daemonized QEMU is reparented to PID 1,
+ * True when `pid` is a live (not zombie) QEMU with `marker` as one of its arguments (the
+ * VM's `-name`, unique per VM, and unlike its paths unchanged when the agent renames the
+ * VM's directory). A daemonized QEMU is reparented to PID 1,
  * which may not reap it: a zombie counts as dead.
  */
 export async function isOurQemu(pid: number, marker: string): Promise<boolean> {
@@ -80,7 +81,7 @@ export async function isOurQemu(pid: number, marker: string): Promise<boolean> {
   const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
   if (state === 'Z' || state === 'X') return false;
   const argv = cmdline.split('\0');
-  return /qemu/.test(argv[0] ?? '') && argv.some((a) => a.includes(marker));
+  return /qemu/.test(argv[0] ?? '') && argv.includes(marker);
 }
 
 /** Alive in the kernel's eyes (not a zombie), whatever it is. */

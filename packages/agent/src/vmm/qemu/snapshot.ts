@@ -10,8 +10,9 @@ import type { QmpClient } from './qmp.ts';
  *
  *   full:     vmstate (RAM + device state), vmm.json
  *   template: memory (guest RAM, mapped by clones copy-on-write), vmstate (device state
- *             only, x-ignore-shared), disk.qcow2 (the disk the RAM's page cache belongs
- *             to; clones' overlays sit on it), vmm.json
+ *             only, x-ignore-shared), the disk the RAM's page cache belongs to (clones'
+ *             overlays sit on it: the build VM's overlay when it lives in the snapshot
+ *             dir, else a copy named disk.qcow2; vmm.json names it), vmm.json
  *
  * INVARIANT: a restore uses the same machine, devices, vCPU count and RAM size as the save
  * (vmm.json records them and start() refuses a mismatch): QEMU migration streams only load
@@ -33,6 +34,8 @@ export interface SnapshotMeta {
   createdAt: string;
   /** Bytes of the state stream. */
   stateBytes: number;
+  /** Template only: the disk (in the snapshot dir) clones' overlays must be backed by. */
+  disk?: string;
 }
 
 export async function writeSnapshotMeta(dir: string, meta: SnapshotMeta): Promise<void> {

@@ -2,9 +2,9 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { newId, WrennError } from '@wrenn/common';
-import type { SnapshotResult, VmRef } from '../driver.ts';
+import type { SnapshotResult, VmRef, VmSpec } from '../driver.ts';
 import { createOverlay } from './disk.ts';
-import type { QemuDriver } from './driver.ts';
+import { processName, type QemuDriver } from './driver.ts';
 import { freeLoopbackPort, waitEnvdHealthy } from './net.ts';
 import { isOurQemu } from './process.ts';
 import { SNAPSHOT_FILES } from './snapshot.ts';
@@ -54,29 +54,50 @@ export async function buildTemplateSnapshot(
   // is what the saved page cache describes, so it is part of the template.
   await createOverlay(opts.rootfs, 'raw', disk);
   const runDir = await mkdtemp(join(tmpdir(), 'wrenn-tplbuild-'));
-  let ref: VmRef | undefined;
   try {
-    const started = performance.now();
-    ref = await driver.startWithSharedMemory(
-      {
-        vmId: `tpl-${newId(10)}`,
-        runDir,
-        vcpus: opts.vcpus,
-        memoryMb: opts.memoryMb,
-        kernel: opts.kernel,
-        initrd: opts.initrd,
-        cmdline: opts.cmdline,
-        overlay: disk,
-        network: { kind: 'user', envdHostPort: await freeLoopbackPort() },
-      },
-      join(dir, SNAPSHOT_FILES.memory),
-    );
-    const vm = ref;
-    await waitEnvdHealthy(
-      vm.spec.network.envdHostPort,
-      opts.readyTimeoutMs ?? 300_000,
-      async () => !(await isOurQemu(vm.pid, join(runDir, 'qmp.sock'))),
-    ).catch((e) => {
+    const spec: VmSpec = {
+      vmId: `tpl-${newId(10)}`,
+      runDir,
+      vcpus: opts.vcpus,
+      memoryMb: opts.memoryMb,
+      kernel: opts.kernel,
+      initrd: opts.initrd,
+      overlay: disk,
+      network: { kind: 'user', envdHostPort: await freeLoopbackPort() },
+    };
+    if (opts.cmdline) spec.cmdline = opts.cmdline;
+    const timeoutMs = opts.readyTimeoutMs ?? 300_000;
+    return await snapshotTemplate(driver, {
+      spec,
+      outDir: dir,
+      ready: (vm) =>
+        waitEnvdHealthy(
+          vm.spec.network.envdHostPort,
+          timeoutMs,
+          async () => !(await isOurQemu(vm.pid, processName(vm.vmId))),
+        ),
+    });
+  } finally {
+    await rm(runDir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The core of a template build, for callers that prepare the disk and spec themselves
+ * (the agent): boot `spec` cold with RAM in `outDir/memory` (shared), wait for `ready`,
+ * stop, save as a template into `outDir`, kill. `spec.overlay` should live in `outDir`
+ * (it becomes the template's disk); otherwise it is copied there as disk.qcow2.
+ */
+export async function snapshotTemplate(
+  driver: QemuDriver,
+  args: { spec: VmSpec; outDir: string; ready: (ref: VmRef) => Promise<void> },
+): Promise<BuildTemplateResult> {
+  const outDir = resolve(args.outDir);
+  await mkdir(outDir, { recursive: true });
+  const started = performance.now();
+  const vm = await driver.startWithSharedMemory(args.spec, join(outDir, SNAPSHOT_FILES.memory));
+  try {
+    await args.ready(vm).catch((e) => {
       throw new WrennError(
         e instanceof WrennError ? e.code : 'internal',
         `template build: ${(e as Error).message}`,
@@ -88,10 +109,9 @@ export async function buildTemplateSnapshot(
     const bootMs = performance.now() - started;
     const t = performance.now();
     await driver.pause(vm);
-    const result = await driver.snapshotToDir(vm, dir, 'template');
+    const result = await driver.snapshotToDir(vm, outDir, 'template');
     return { ...result, bootMs, saveMs: performance.now() - t };
   } finally {
-    if (ref) await driver.kill(ref);
-    await rm(runDir, { recursive: true, force: true });
+    await driver.kill(vm);
   }
 }
