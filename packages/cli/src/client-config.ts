@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { WrennError, wrennDir } from '@wrenn/common';
-import { WrennClient } from '@wrenn/sdk';
+import { WrennClient } from '@wrenn/sdk/client.ts';
 import type { Command } from 'commander';
 
 /** The `$WRENN_DIR/env` file `wrenn up` writes: `export NAME=value` lines. */

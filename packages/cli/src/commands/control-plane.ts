@@ -1,5 +1,5 @@
 import { createLogger, wrennDir } from '@wrenn/common';
-import { type RunningControlPlane, startControlPlane } from '@wrenn/control-plane';
+import type { RunningControlPlane } from '@wrenn/control-plane';
 import type { Command } from 'commander';
 import { allOpts } from '../client-config.ts';
 
@@ -13,6 +13,8 @@ export interface ControlPlaneFlags {
 
 /** Starts the control plane from CLI flags (shared by `wrenn control-plane` and `wrenn up`). */
 export async function startFromFlags(o: ControlPlaneFlags, logLevel?: string): Promise<RunningControlPlane> {
+  // Loaded on use: every other CLI command starts faster without the server's modules.
+  const { startControlPlane } = await import('@wrenn/control-plane');
   return startControlPlane({
     dir: wrennDir(o.dir),
     host: o.host,

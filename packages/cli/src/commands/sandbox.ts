@@ -1,6 +1,8 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { WrennError } from '@wrenn/common';
-import { type Sandbox, execBytes, openShell } from '@wrenn/sdk';
+// The client alone: the PTY shell (protobuf, Connect) loads only for `shell`.
+import { execBytes } from '@wrenn/sdk/client.ts';
+import type { Sandbox } from '@wrenn/sdk/types.ts';
 import type { Command } from 'commander';
 import { addApiOptions, clientFor } from '../client-config.ts';
 import { collect, output, parsePairs, printRecord, printTable } from '../output.ts';
@@ -117,6 +119,7 @@ export function registerSandboxCommands(program: Command): void {
       const client = clientFor(cmd);
       const s = await client.sandboxes.get(id);
       const stdin = process.stdin;
+      const { openShell } = await import('@wrenn/sdk/shell.ts');
       const session = await openShell(s, {
         sandboxUrl: client.sandboxUrl,
         cols: process.stdout.columns || 80,

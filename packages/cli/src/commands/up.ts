@@ -4,17 +4,19 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { WrennError, errorMessage, wrennDir, writeFileAtomic } from '@wrenn/common';
-import { ADMIN_KEY_FILE, type RunningControlPlane } from '@wrenn/control-plane';
-import { IMAGE_NAMES, IMAGES, buildImage, terminalProgress } from '@wrenn/images';
+import type { RunningControlPlane } from '@wrenn/control-plane';
 import type { Command } from 'commander';
 import { ENV_FILE, allOpts } from '../client-config.ts';
 import { startFromFlags, untilSignal } from './control-plane.ts';
 
+/** Same name as the control plane's ADMIN_KEY_FILE (not imported: it would load the server). */
+const ADMIN_KEY_FILE = 'admin-key';
 const WRENN_BIN = fileURLToPath(new URL('../../bin/wrenn.mjs', import.meta.url));
 const AGENT_READY_TIMEOUT_MS = 180_000;
 
 /** Builds the images that are missing or stale; the `base` image needs root (mmdebstrap). */
 async function buildImages(dir: string): Promise<void> {
+  const { IMAGE_NAMES, IMAGES, buildImage, terminalProgress } = await import('@wrenn/images');
   for (const name of IMAGE_NAMES) {
     if (IMAGES[name].needsRoot && process.getuid?.() !== 0 && !existsSync(join(dir, 'images', 'public', name))) {
       process.stderr.write(`wrenn: skipping the ${name} image (building it needs root); sandboxes can use the other images\n`);
