@@ -4,8 +4,8 @@ import type { Manager } from '../manager.ts';
 
 /**
  * Startup step 2b: end VMM processes that belong to this WRENN_DIR but to no adopted
- * sandbox — a crash between `start-vm` and `write-running-state`, or a paused VM whose
- * pause finished on disk. They are found by their command line naming a path under this
+ * sandbox — a crash between `start-vm` and `write-running-state`, a paused VM whose
+ * pause finished on disk, or a template snapshot build. They are found by their command line naming a path under this
  * agent's `sandboxes/` or `tmp/` dir, and killed by pid.
  */
 export async function killOrphanVms(m: Manager): Promise<number[]> {
@@ -18,7 +18,12 @@ export async function killOrphanVms(m: Manager): Promise<number[]> {
     const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
     if (!cmdline) continue;
     const args = cmdline.split('\0');
-    if (!args.some((a) => prefixes.some((p) => a.includes(p)))) continue;
+    const images = `${layout(m.dir).images}/`;
+    const ours =
+      args.some((a) => prefixes.some((p) => a.includes(p))) ||
+      // A template snapshot build the crash interrupted (its RAM file is in a staging dir).
+      args.some((a) => a.includes(images) && a.includes('.staging-'));
+    if (!ours) continue;
     try {
       process.kill(pid, 'SIGKILL');
       killed.push(pid);

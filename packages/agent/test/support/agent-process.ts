@@ -131,6 +131,27 @@ export function envdVia(agentUrl: string, sandboxId: string, accessToken?: strin
       }
       return { stdout, stderr, exitCode };
     },
+    /**
+     * Start a process and return its pid once envd reports it started; the client stream is
+     * then dropped — envd keeps the process running (processes outlive their client).
+     */
+    async startBackground(cmd: string, args: string[] = [], user = 'root'): Promise<number> {
+      const ctl = new AbortController();
+      const stream = proc.start(
+        { process: { cmd, args, envs: {} } },
+        { headers: { ...headers, authorization: `Basic ${Buffer.from(`${user}:`).toString('base64')}` }, signal: ctl.signal },
+      );
+      try {
+        for await (const r of stream) {
+          const ev = r.event?.event;
+          if (ev?.case === 'start') return ev.value.pid;
+          if (ev?.case === 'end') throw new Error(`${cmd} ended at once: ${JSON.stringify(ev.value)}`);
+        }
+      } finally {
+        ctl.abort();
+      }
+      throw new Error(`${cmd}: stream ended without a start event`);
+    },
     async writeFile(path: string, data: Uint8Array | string, user = 'root'): Promise<void> {
       const res = await fetch(`${base}/files?path=${encodeURIComponent(path)}&username=${user}`, {
         method: 'POST',
