@@ -302,7 +302,6 @@ export class QemuDriver implements VmmDriver {
   }
 
   async forwardPort(ref: VmRef, guestPort: number): Promise<number> {
-    if (guestPort === ENVD_GUEST_PORT) return ref.spec.network.envdHostPort;
     if (!Number.isInteger(guestPort) || guestPort < 1 || guestPort > 65535) {
       throw new WrennError('invalid_argument', `guest port ${guestPort} is out of range`);
     }

@@ -1,4 +1,4 @@
-import { open, readFile, stat } from 'node:fs/promises';
+import { open, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { WrennError, writeFileAtomic } from '@wrenn/common';
 import type { SnapshotMode } from '../driver.ts';
@@ -127,6 +127,10 @@ export async function setMigrationCaps(qmp: QmpClient, ignoreShared: boolean): P
 /**
  * Stream the (stopped) VM's state into `file`. The VM is left in `postmigrate`: its disks
  * are flushed and released; `cont` takes them back and runs it again.
+ *
+ * QEMU reports `completed` once the stream is in the pipe, before the writer has finished
+ * (or failed: disk full). So the writer renames `file.part` to `file` only after a clean
+ * exit, or leaves `file.err`; we wait for one of them.
  */
 export async function saveState(
   qmp: QmpClient,
@@ -134,13 +138,50 @@ export async function saveState(
   ignoreShared: boolean,
   timeoutMs = 600_000,
 ): Promise<number> {
+  const part = `${file}.part`;
+  const err = `${file}.err`;
+  await Promise.all([
+    rm(file, { force: true }),
+    rm(part, { force: true }),
+    rm(err, { force: true }),
+  ]);
   await setMigrationCaps(qmp, ignoreShared);
   // The default bandwidth cap (128 MiB/s) is for live migration over a network; the VM is
   // stopped and the target is a local file, so lift it.
   await qmp.execute('migrate-set-parameters', { 'max-bandwidth': 64 * 1024 ** 3 });
-  await runMigration(qmp, 'migrate', `exec:cat > ${shellQuote(file)}`, timeoutMs);
-  return checkStreamComplete(file);
+  const q = { file: shellQuote(file), part: shellQuote(part), err: shellQuote(err) };
+  const writer = `(cat > ${q.part} && mv ${q.part} ${q.file}) 2> ${q.err}.tmp || mv ${q.err}.tmp ${q.err}`;
+  try {
+    await runMigration(qmp, 'migrate', `exec:${writer}`, timeoutMs);
+    const deadline = Date.now() + Math.min(timeoutMs, 120_000);
+    for (;;) {
+      if (await exists(file)) break;
+      if (await exists(err)) {
+        const why = (await readFile(err, 'utf8').catch(() => '')).trim();
+        throw new WrennError(
+          /No space/i.test(why) ? 'resource_exhausted' : 'internal',
+          `writing ${file} failed: ${why || 'the writer exited with an error'}`,
+        );
+      }
+      if (Date.now() > deadline)
+        throw new WrennError('deadline_exceeded', `the writer of ${file} did not finish`);
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    return await checkStreamComplete(file);
+  } finally {
+    await Promise.all([
+      rm(part, { force: true }),
+      rm(err, { force: true }),
+      rm(`${err}.tmp`, { force: true }),
+    ]);
+  }
 }
+
+const exists = (p: string) =>
+  stat(p).then(
+    () => true,
+    () => false,
+  );
 
 /**
  * QEMU reports a migration `completed` once it has written the stream into the pipe, even
