@@ -167,10 +167,38 @@ describe('E2B wire contract', () => {
   });
 });
 
-for (const [version, sdk] of [
+// The two SDKs' classes differ in private members only; type both as the current one.
+const SDKS: [string, typeof e2bNew][] = [
   ['2.51.0', e2bNew],
-  ['2.46.1', e2bOld],
-] as const) {
+  ['2.46.1', e2bOld as unknown as typeof e2bNew],
+];
+
+describe('a full host', () => {
+  it('pause then an immediate connect, and kill then an immediate create, find the freed room before the next heartbeat', async () => {
+    const full = await startTestCluster('sqlite', undefined, {
+      capacity: { vcpus: 1, memoryMb: 1024, diskMb: 65536 },
+    });
+    try {
+      const k = (
+        await full.t.api('POST', '/v1/keys', { body: { name: 'e2b', teamId: 'e2b-full' } })
+      ).body.key;
+      const call = (path: string, body: unknown = {}) => full.t.api('POST', path, { key: k, body });
+      const id = (await call('/v2/sandboxes', { templateID: 'base' })).body.sandboxID;
+      // The agent now reports the host's only vCPU as used, and reports nothing more until
+      // the next heartbeat (none is sent below).
+      await full.heartbeatAll();
+      expect((await call('/v2/sandboxes', { templateID: 'base' })).status).toBe(503);
+      expect((await call(`/sandboxes/${id}/pause`)).status).toBe(204);
+      expect((await call(`/v2/sandboxes/${id}/connect`)).status).toBe(201);
+      expect((await full.t.api('DELETE', `/sandboxes/${id}`, { key: k })).status).toBe(204);
+      expect((await call('/v2/sandboxes', { templateID: 'base' })).status).toBe(201);
+    } finally {
+      await full.close();
+    }
+  });
+});
+
+for (const [version, sdk] of SDKS) {
   describe(`e2b ${version} against the REST edge`, () => {
     const opts = () => ({ apiKey: key, apiUrl: c.t.url, sandboxUrl: c.t.url });
 

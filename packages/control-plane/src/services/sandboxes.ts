@@ -216,6 +216,7 @@ export class SandboxService {
       }
     }
     await this.update(id, { status: 'stopped', end_at: null, status_changed_at: this.clock() });
+    if (host && !deferred && LIVE_STATUSES.includes(row.status as never)) await this.releaseReported(host.id, row);
     await this.audit.record({ teamId: caller.teamId, actor: caller.keyId, action: 'sandbox.kill', targetId: id, details: { deferred } });
   }
 
@@ -231,6 +232,7 @@ export class SandboxService {
       const res = await this.agents.for(host).pause({ sandboxId: id });
       const fields = res.sandbox ? rowFieldsFromAgent(res.sandbox) : { status: 'paused' as const };
       await this.update(id, { ...fields, end_at: null, status_changed_at: this.clock() });
+      await this.releaseReported(host.id, row);
     } catch (e) {
       // The agent rolls a failed pause back to running while the VM still exists; if it did
       // not, the reconciler corrects the row from the agent's list.
@@ -441,6 +443,24 @@ export class SandboxService {
       baseUrl: `${host.agent_url}/proxy/${current.id}/${port}`,
       headers: { [HOST_TOKEN_HEADER]: host.host_token, 'x-access-token': current.envd_access_token },
     };
+  }
+
+  /**
+   * The host's reported use lags by up to one heartbeat; placement takes max(reserved,
+   * reported), so a pause or kill followed at once by a resume or create would see the freed
+   * CPU/RAM still used (503 "no room" on a full host). Take what was freed off the reported
+   * figure now; the next heartbeat replaces it with the agent's truth.
+   */
+  private async releaseReported(hostId: string, row: SandboxRow) {
+    await this.db.kysely
+      .updateTable('hosts')
+      .set((eb) => ({
+        // CASE, not max()/greatest(): one spelling for SQLite and PostgreSQL.
+        vcpus_used: sql<number>`case when ${eb.ref('vcpus_used')} > ${row.vcpus} then ${eb.ref('vcpus_used')} - ${row.vcpus} else 0 end`,
+        memory_used_mb: sql<number>`case when ${eb.ref('memory_used_mb')} > ${row.memory_mb} then ${eb.ref('memory_used_mb')} - ${row.memory_mb} else 0 end`,
+      }))
+      .where('id', '=', hostId)
+      .execute();
   }
 
   private touch(id: string) {
