@@ -1,0 +1,150 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as pty from 'node-pty';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { WRENN_BIN, wrenn } from '../support/cli.ts';
+import { agentDir, killVmsUnder } from '../support/real-agent.ts';
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as { port: number }).port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+/**
+ * End to end through the CLI with real VMs: `wrenn up` (control plane + agent child,
+ * SQLite), then create, exec, cp both ways, an interactive shell driven through a PTY,
+ * pause, resume and kill — each a separate `wrenn` process reading `$WRENN_DIR/env`.
+ */
+describe('wrenn up + sandbox commands (real VMs)', () => {
+  let dir: string;
+  let work: string;
+  let up: ChildProcess;
+  let upOut = '';
+  let env: Record<string, string>;
+  let id = '';
+
+  beforeAll(async () => {
+    dir = await agentDir(inject('wrennDir' as never));
+    work = mkdtempSync(join(tmpdir(), 'wrenn-e2e-'));
+    const port = await freePort();
+    up = spawn(process.execPath, [WRENN_BIN, 'up', '--dir', dir, '--port', String(port)], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, WRENN_LOG_LEVEL: 'warn' },
+    });
+    up.stderr!.on('data', (d) => {
+      upOut += String(d);
+    });
+    await new Promise<void>((resolve, reject) => {
+      up.stdout!.on('data', (d) => {
+        upOut += String(d);
+        if (/Wrenn is ready\n(export .*\n){5}/.test(upOut)) resolve();
+      });
+      up.once('exit', (code) => reject(new Error(`wrenn up exited (${code}):\n${upOut}`)));
+    });
+    // Only $WRENN_DIR: the CLI finds the URL and key in $WRENN_DIR/env, as a user's shell would.
+    env = { WRENN_DIR: dir, WRENN_API_URL: '', WRENN_API_KEY: '', E2B_SANDBOX_URL: '' };
+  });
+
+  afterAll(async () => {
+    if (id) await wrenn(['sandbox', 'kill', id], env).catch(() => undefined);
+    if (up && up.exitCode === null) {
+      up.kill('SIGTERM');
+      await new Promise((r) => up.once('exit', r));
+    }
+    killVmsUnder([dir]);
+    rmSync(dir, { recursive: true, force: true });
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  it('prints Wrenn is ready with the five export lines, also written 0600 to $WRENN_DIR/env', () => {
+    const lines = upOut.slice(upOut.indexOf('Wrenn is ready')).split('\n').slice(1, 6);
+    expect(lines.map((l) => l.split('=')[0])).toEqual([
+      'export WRENN_API_URL',
+      'export WRENN_API_KEY',
+      'export E2B_API_URL',
+      'export E2B_SANDBOX_URL',
+      'export E2B_API_KEY',
+    ]);
+    expect(lines[1]!.split('=')[1]).toMatch(/^wrn_/);
+    const file = join(dir, 'env');
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    expect(readFileSync(file, 'utf8')).toBe(`${lines.join('\n')}\n`);
+    expect(statSync(join(dir, 'admin-key')).mode & 0o777).toBe(0o600);
+  });
+
+  it('lists the agent as a ready host', async () => {
+    const hosts = JSON.parse((await wrenn(['hosts', '--json'], env)).stdout);
+    expect(hosts).toHaveLength(1);
+    expect(hosts[0].status).toBe('ready');
+  });
+
+  it('creates a sandbox and runs a command in it', async () => {
+    const c = await wrenn(['sandbox', 'create', '-t', 'minimal', '--memory', '256', '--timeout', '0'], env);
+    expect(c.code, c.stderr).toBe(0);
+    id = c.stdout.trim();
+    const r = await wrenn(['sandbox', 'exec', id, 'echo "hi from $(uname -s)"; exit 3'], env);
+    expect(r).toMatchObject({ code: 3, stdout: 'hi from Linux\n' });
+  });
+
+  it('copies a file in and back out, byte for byte', async () => {
+    const data = Buffer.from(Array.from({ length: 300_000 }, (_, i) => (i * 7 + 3) % 256));
+    writeFileSync(join(work, 'in.bin'), data);
+    expect((await wrenn(['sandbox', 'cp', join(work, 'in.bin'), `${id}:/tmp/in.bin`], env)).code).toBe(0);
+    expect((await wrenn(['sandbox', 'exec', id, 'wc -c < /tmp/in.bin'], env)).stdout.trim()).toBe('300000');
+    expect((await wrenn(['sandbox', 'cp', `${id}:/tmp/in.bin`, join(work, 'out.bin')], env)).code).toBe(0);
+    expect(readFileSync(join(work, 'out.bin')).equals(data)).toBe(true);
+  });
+
+  it('runs an interactive shell through a PTY', async () => {
+    const term = pty.spawn(process.execPath, [WRENN_BIN, 'sandbox', 'shell', id, '--cmd', '/bin/sh'], {
+      cols: 90,
+      rows: 20,
+      env: { ...process.env, ...env } as Record<string, string>,
+    });
+    let seen = '';
+    const until = (re: RegExp) =>
+      new Promise<void>((resolve) => {
+        if (re.test(seen)) return resolve();
+        const sub = term.onData((d) => {
+          seen += d;
+          if (re.test(seen)) {
+            sub.dispose();
+            resolve();
+          }
+        });
+      });
+    const exit = new Promise<number>((resolve) => term.onExit((e) => resolve(e.exitCode)));
+    term.write('echo "product=$((6*7))"; stty size\r');
+    await until(/product=42/);
+    await until(/20 90/);
+    term.write('exit 4\r');
+    expect(await exit).toBe(4);
+  });
+
+  it('pauses, resumes with its files, and kills', async () => {
+    expect((await wrenn(['sandbox', 'pause', id], env)).stdout.trim()).toBe(`${id} paused`);
+    const listed = JSON.parse((await wrenn(['sandbox', 'ls', '--json'], env)).stdout);
+    expect(listed.find((s: any) => s.sandboxId === id).status).toBe('paused');
+    expect((await wrenn(['sandbox', 'resume', id], env)).stdout.trim()).toBe(`${id} running`);
+    expect((await wrenn(['sandbox', 'exec', id, 'wc -c < /tmp/in.bin'], env)).stdout.trim()).toBe('300000');
+    expect((await wrenn(['sandbox', 'kill', id], env)).code).toBe(0);
+    expect((await wrenn(['sandbox', 'info', id, '--json'], env)).stdout).toContain('"status": "stopped"');
+    id = '';
+  });
+
+  it('stops cleanly on SIGTERM, taking its agent down', async () => {
+    up.kill('SIGTERM');
+    const code = await new Promise<number | null>((r) => up.once('exit', r));
+    expect(code).toBe(0);
+    const after = await wrenn(['hosts'], env);
+    expect(after.code).toBe(1);
+    expect(after.stderr).toContain('cannot reach the Wrenn API');
+  });
+});

@@ -1,0 +1,84 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdir, mkdtemp, symlink } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { WRENN_BIN } from './cli.ts';
+
+/**
+ * A WRENN_DIR for one real agent: its own sandboxes/, the cached kernels and public images
+ * (built once by the vm project's global setup) linked in, as test/e2b/wrenn.ts does.
+ */
+export async function agentDir(cachedDir: string | undefined, image = 'minimal'): Promise<string> {
+  if (!cachedDir) throw new Error("no cached WRENN_DIR: the vm project's global setup must provide inject('wrennDir')");
+  if (!existsSync(join(cachedDir, 'images', 'public', image))) throw new Error(`the cached WRENN_DIR ${cachedDir} has no ${image} image`);
+  const dir = await mkdtemp(join(tmpdir(), 'wrenn-host-'));
+  await symlink(join(cachedDir, 'kernels'), join(dir, 'kernels'));
+  await mkdir(join(dir, 'images'));
+  await symlink(join(cachedDir, 'images', 'public'), join(dir, 'images', 'public'));
+  return dir;
+}
+
+export interface AgentProcess {
+  child: ChildProcess;
+  url: string;
+  output: string[];
+  /** SIGTERM and wait (VMs stay up for re-adoption). */
+  stop(): Promise<void>;
+  /** SIGKILL: the crash case. */
+  kill(): Promise<void>;
+}
+
+/** `wrenn agent …` as a real child process; resolves once it printed `agent-ready`. */
+export async function spawnAgent(dir: string, args: string[], port = 0): Promise<AgentProcess> {
+  const child = spawn(process.execPath, [WRENN_BIN, 'agent', '--dir', dir, '--port', String(port), ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, WRENN_LOG_LEVEL: process.env.WRENN_TEST_LOG ?? 'warn' },
+  });
+  const output: string[] = [];
+  child.stderr!.on('data', (d) => output.push(String(d)));
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  const url = await new Promise<string>((resolve, reject) => {
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      output.push(line);
+      if (line.includes('"agent-ready"')) resolve((JSON.parse(line) as { url: string }).url);
+    });
+    child.once('exit', (code) => reject(new Error(`agent exited (${code}) before ready:\n${output.join('\n')}`)));
+  });
+  return {
+    child,
+    url,
+    output,
+    async stop() {
+      if (child.exitCode === null) child.kill('SIGTERM');
+      await exited;
+    },
+    async kill() {
+      if (child.exitCode === null) child.kill('SIGKILL');
+      await exited;
+    },
+  };
+}
+
+/** Last resort after a test: no QEMU started under these dirs outlives it. */
+export function killVmsUnder(dirs: string[]): number {
+  let killed = 0;
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    let cmd = '';
+    try {
+      cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    } catch {
+      continue;
+    }
+    if (cmd.includes('qemu-system') && dirs.some((d) => cmd.includes(d))) {
+      try {
+        process.kill(Number(pid), 'SIGKILL');
+        killed++;
+      } catch {
+        // already gone
+      }
+    }
+  }
+  return killed;
+}
