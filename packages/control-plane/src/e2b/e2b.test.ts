@@ -163,6 +163,18 @@ describe('E2B wire contract', () => {
       [ids[1], ids[2]].sort(),
     );
     expect((await e2b('/v2/sandboxes?state=sleeping')).status).toBe(400);
+    const byTemplate = async (t: string) =>
+      (await e2b(`/v2/sandboxes?metadata=${metadata}&template=${t}`)).body.length;
+    expect(await byTemplate('base')).toBe(3);
+    expect(await byTemplate('minimal')).toBe(0);
+    const startedAt = (await e2b(`/sandboxes/${ids[2]}`)).body.startedAt as string;
+    const after = async (iso: string) =>
+      (await e2b(`/v2/sandboxes?metadata=${metadata}&startedAfter=${encodeURIComponent(iso)}`)).body
+        .length;
+    expect(await after(startedAt)).toBeGreaterThanOrEqual(1);
+    expect(await after(new Date(Date.parse(startedAt) + 3_600_000).toISOString())).toBe(0);
+    expect((await e2b('/v2/sandboxes?order=asc')).status).toBe(400);
+    expect((await e2b('/v2/sandboxes?order=desc')).status).toBe(200);
     for (const id of ids) await e2b(`/sandboxes/${id}`, 'DELETE');
   });
 });

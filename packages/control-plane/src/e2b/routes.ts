@@ -155,6 +155,15 @@ function register(r: RouteRegistry, core: Core): void {
     query: E2bListQuery,
     response: { status: 200, schema: z.array(E2bListedSandbox) },
     handler: async ({ caller, query, reply }) => {
+      if (query.order === 'asc') unsupported('order=asc (lists are newest first)');
+      const after = query.startedAfter !== undefined ? Date.parse(query.startedAfter) : undefined;
+      if (after !== undefined && Number.isNaN(after)) {
+        throw new WrennError(
+          'invalid_argument',
+          `query.startedAfter: not a date: '${query.startedAfter}'`,
+        );
+      }
+      const template = query.template?.toLowerCase().replace(/:latest$/, '');
       const page = await svc.list(caller, {
         metadata: parseMetadataFilter(query.metadata),
         statuses: parseState(query.state, ['running', 'paused']),
@@ -162,7 +171,14 @@ function register(r: RouteRegistry, core: Core): void {
         ...(query.nextToken ? { nextToken: query.nextToken } : {}),
       });
       if (page.nextToken) reply.header('x-next-token', page.nextToken);
-      return page.sandboxes.map(listedOut);
+      // Filtered after paging: a page may hold fewer than `limit`; the token stays right.
+      return page.sandboxes
+        .map(listedOut)
+        .filter(
+          (s) =>
+            (template === undefined || s.templateID === template) &&
+            (after === undefined || Date.parse(s.startedAt) >= after),
+        );
     },
   });
 

@@ -97,6 +97,16 @@ export const E2bListQuery = z.object({
   state: z.string().max(100).optional().describe('Comma-separated: running, paused (default both)'),
   limit: z.coerce.number().int().min(1).max(1000).default(100),
   nextToken: z.string().max(200).optional(),
+  template: z.string().max(200).optional().describe('Only sandboxes of this template'),
+  startedAfter: z
+    .string()
+    .max(64)
+    .optional()
+    .describe('ISO 8601: only sandboxes started at or after it'),
+  order: z
+    .enum(['asc', 'desc'])
+    .optional()
+    .describe('By start time; only desc (newest first) is supported'),
 });
 /** v1 list: no paging in E2B; the metadata filter only. */
 export const E2bListV1Query = z.object({
