@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { type Accelerator, QEMU_BINARY, qemuArgs } from '@wrenn/agent/vmm/qemu/args.ts';
-import { bootFiles, ENVD_PORT, listImages } from '@wrenn/images';
+import { bootFiles, ENVD_PORT, guestCmdline, listImages } from '@wrenn/images';
 
 const execFileP = promisify(execFile);
 
@@ -94,22 +94,24 @@ export async function bootImage(opts: BootOptions): Promise<TestVm> {
     overlay,
   ]);
   const hostPort = await freePort();
+  const accel = opts.accel ?? 'tcg';
   const args = withAcpi(
     qemuArgs({
       name: `wrenn-test-${opts.image}`,
-      accel: opts.accel ?? 'tcg',
+      accel,
       vcpus: opts.vcpus ?? 1,
       memoryMb: opts.memoryMb ?? 512,
       kernel: files.kernel,
       initrd: files.initrd,
-      cmdline: [files.cmdline, opts.cmdlineExtra].filter(Boolean).join(' '),
+      cmdline: guestCmdline(files.cmdline, accel, opts.cmdlineExtra),
       rootDisk: { path: overlay, format: 'qcow2' },
       net: { mode: 'user', forwards: [{ hostPort, guestPort: ENVD_PORT }] },
       console: { kind: 'stdio' },
     }),
   );
   const started = performance.now();
-  const child = spawn(QEMU_BINARY, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  // stdin stays an open pipe: on EOF from /dev/null QEMU's stdio chardev may stop the console.
+  const child = spawn(QEMU_BINARY, args, { stdio: ['pipe', 'pipe', 'pipe'] });
   live.add(child);
   const consoleLines: { at: number; line: string }[] = [];
   const watchers = new Set<() => void>();
