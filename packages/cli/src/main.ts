@@ -3,6 +3,7 @@ import { Command } from 'commander';
 import { registerAgentCommand } from './commands/agent.ts';
 import { registerControlPlaneCommand } from './commands/control-plane.ts';
 import { registerHostsCommands } from './commands/hosts.ts';
+import { registerImagesCommands } from './commands/images.ts';
 import { registerKeysCommands } from './commands/keys.ts';
 import { registerSandboxCommands } from './commands/sandbox.ts';
 import { registerTemplatesCommands } from './commands/templates.ts';
@@ -21,6 +22,7 @@ export async function main(argv: string[]): Promise<void> {
   registerTemplatesCommands(program);
   registerHostsCommands(program);
   registerKeysCommands(program);
+  registerImagesCommands(program);
 
   try {
     await program.parseAsync(argv);
