@@ -2,6 +2,7 @@ import { errorMessage, isWrennError } from '@wrenn/common';
 import { Command } from 'commander';
 import { registerAgentCommand } from './commands/agent.ts';
 import { registerControlPlaneCommand } from './commands/control-plane.ts';
+import { registerDoctorCommand } from './commands/doctor.ts';
 import { registerHostsCommands } from './commands/hosts.ts';
 import { registerImagesCommands } from './commands/images.ts';
 import { registerKeysCommands } from './commands/keys.ts';
@@ -23,6 +24,7 @@ export async function main(argv: string[]): Promise<void> {
   registerHostsCommands(program);
   registerKeysCommands(program);
   registerImagesCommands(program);
+  registerDoctorCommand(program);
 
   try {
     await program.parseAsync(argv);
