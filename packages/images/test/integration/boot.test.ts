@@ -1,0 +1,42 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ENVD_PORT, listImages } from '@wrenn/images';
+import { describe, expect, inject, it } from 'vitest';
+import { withVm } from '../../../../test/helpers/vm.ts';
+
+const wrennDir = inject('wrennDir');
+
+describe('built images boot under TCG with user-mode networking', () => {
+  it('minimal: guest init runs and envd answers /health over the forwarded port', async () => {
+    await withVm({ wrennDir, image: 'minimal', accel: 'tcg' }, async (vm) => {
+      const res = await fetch(`${vm.envdUrl}/health`);
+      expect(res.status).toBe(204);
+      // The console shows our init ran and brought up the network it was told to.
+      expect(vm.console()).toMatch(/wrenn-init: started/);
+      expect(vm.console()).toMatch(/wrenn-init: network 10\.0\.2\.15\/24 via 10\.0\.2\.2/);
+      expect(vm.console()).not.toMatch(/FATAL/);
+    });
+  });
+
+  it('base: Debian userland with user `user` boots to envd ready', async () => {
+    await withVm({ wrennDir, image: 'base', accel: 'tcg' }, async (vm) => {
+      expect((await fetch(`${vm.envdUrl}/health`)).status).toBe(204);
+    });
+  });
+
+  it('the manifests name complete, hashed kernel, initramfs and rootfs files', async () => {
+    const images = await listImages(wrennDir);
+    for (const name of ['minimal', 'base']) {
+      const img = images.find((i) => i.name === name && i.team === 'public');
+      expect(img?.valid).toBe(true);
+      const m = img!.manifest!;
+      expect(m.guest.envdPort).toBe(ENVD_PORT);
+      expect(m.kernel.release).toMatch(/cloud-amd64$/);
+      expect(m.inputsHash).toMatch(/^[0-9a-f]{64}$/);
+      const initramfs = await readFile(join(wrennDir, m.kernel.initramfs.path));
+      expect(initramfs.length).toBe(m.kernel.initramfs.bytes);
+      // Kept small on purpose: the kernel inflates it on every boot.
+      expect(initramfs.length).toBeLessThan(2 << 20);
+    }
+  });
+});
