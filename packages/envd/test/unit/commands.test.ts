@@ -1,3 +1,5 @@
+import type { MessageInitShape } from '@bufbuild/protobuf';
+import type { processv1 } from '@wrenn/proto';
 import { CommandExitError, type Sandbox } from 'e2b';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually, type HostEnvd, rawClients, sdk, startHostEnvd } from '../helpers.ts';
@@ -141,7 +143,7 @@ describe('process.Process over raw Connect', () => {
     const stream = rpc.start({ process: { cmd: '/bin/cat' }, stdin: true })[Symbol.asyncIterator]();
     const pid = (await stream.next()).value.event.event.value;
     const enc = new TextEncoder();
-    async function* input() {
+    async function* input(): AsyncGenerator<MessageInitShape<typeof processv1.StreamInputRequestSchema>> {
       yield { event: { case: 'start' as const, value: { process: { selector: { case: 'pid' as const, value: pid.pid } } } } };
       yield { event: { case: 'data' as const, value: { input: { input: { case: 'stdin' as const, value: enc.encode('a') } } } } };
       yield { event: { case: 'keepalive' as const, value: {} } };
@@ -207,7 +209,7 @@ describe('process.Process over raw Connect', () => {
       body: '{not json',
     });
     expect(res.status).toBe(400);
-    const body = await res.json();
+    const body = (await res.json()) as { code: string };
     expect(body.code).toBe('invalid_argument');
   });
 });

@@ -159,10 +159,10 @@ describe('/files through the e2b SDK', () => {
   it('answers a directory download with invalid_argument and a missing path with 404', async () => {
     const d = await fetch(`${envd.url}/files?path=multi`, { headers: { 'X-Access-Token': TOKEN } });
     expect(d.status).toBe(400);
-    expect((await d.json()).code).toBe('invalid_argument');
+    expect(((await d.json()) as { code: string }).code).toBe('invalid_argument');
     const m = await fetch(`${envd.url}/files?path=missing.txt`, { headers: { 'X-Access-Token': TOKEN } });
     expect(m.status).toBe(404);
-    expect((await m.json()).code).toBe('not_found');
+    expect(((await m.json()) as { code: string }).code).toBe('not_found');
   });
 
   it('gzip round trip of raw bytes over plain HTTP', async () => {

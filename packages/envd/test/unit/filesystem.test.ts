@@ -136,7 +136,7 @@ describe('polling watchers over raw Connect', () => {
       const { events } = await fs.getWatcherEvents({ watcherId });
       return events.find((e) => e.name === 'a' && e.type === 1) ? events : undefined;
     });
-    expect(got.length).toBeGreaterThan(0);
+    expect(got!.length).toBeGreaterThan(0);
     expect((await fs.getWatcherEvents({ watcherId })).events).toEqual([]); // drained
     await fs.removeWatcher({ watcherId });
     const e = await fs.getWatcherEvents({ watcherId }).catch((x) => x);

@@ -30,7 +30,7 @@ describe('plain HTTP routes', () => {
   it('/init rejects bad JSON and bad fields with invalid_argument, changing nothing', async () => {
     const r = await post('/init', '{"envVars": ');
     expect(r.status).toBe(400);
-    expect((await r.json()).code).toBe('invalid_argument');
+    expect(((await r.json()) as { code: string }).code).toBe('invalid_argument');
     const t = await post('/init', JSON.stringify({ envVars: { A: '1' }, timestamp: 'yesterday' }));
     expect(t.status).toBe(400);
     expect(await (await fetch(`${envd.url}/envs`)).json()).toEqual({});
@@ -52,7 +52,7 @@ describe('plain HTTP routes', () => {
   });
 
   it('GET /metrics reports CPU, memory and disk', async () => {
-    const m = await (await fetch(`${envd.url}/metrics`)).json();
+    const m = (await (await fetch(`${envd.url}/metrics`)).json()) as Record<string, number>;
     expect(m.cpu_count).toBeGreaterThan(0);
     expect(m.cpu_used_pct).toBeGreaterThanOrEqual(0);
     expect(m.cpu_used_pct).toBeLessThanOrEqual(100);

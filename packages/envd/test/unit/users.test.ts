@@ -82,7 +82,7 @@ describe('commands and files run as the requested Linux user', () => {
       body: 'x',
     });
     expect(up.status).toBe(403);
-    expect((await up.json()).code).toBe('permission_denied');
+    expect(((await up.json()) as { code: string }).code).toBe('permission_denied');
     // root may
     expect(await sbx.files.list(secret, { user: 'root' })).toEqual([]);
     const run = await sbx.commands.run(`ls ${secret}`).catch((x) => x);
