@@ -251,6 +251,27 @@ for (const [version, sdk] of SDKS) {
       );
     });
 
+    it('createSnapshot makes a template new sandboxes start from; listSnapshots and deleteSnapshot', async () => {
+      const name = `snap-${version.replaceAll('.', '-')}`;
+      const sbx = await sdk.Sandbox.create('base', opts());
+      const snap = await sbx.createSnapshot({ name });
+      expect(snap).toEqual({ snapshotId: name, names: [name] });
+      const child = await sdk.Sandbox.create(snap.snapshotId, opts());
+      expect((await child.getInfo()).templateId).toBe(name);
+      const listed = await sdk.Sandbox.listSnapshots({
+        ...opts(),
+        sandboxId: sbx.sandboxId,
+      }).nextItems();
+      expect(listed.map((s) => s.snapshotId)).toEqual([name]);
+      await child.kill();
+      expect(await sdk.Sandbox.deleteSnapshot(name, opts())).toBe(true);
+      expect(await sdk.Sandbox.deleteSnapshot(name, opts())).toBe(false);
+      expect(
+        await sdk.Sandbox.listSnapshots({ ...opts(), sandboxId: sbx.sandboxId }).nextItems(),
+      ).toEqual([]);
+      await sbx.kill();
+    });
+
     it('an unknown template is a 404 SandboxError and a bad key an AuthenticationError', async () => {
       const err = await sdk.Sandbox.create('no-such-template', opts()).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(sdk.SandboxError);

@@ -31,6 +31,8 @@ import {
   E2bSandboxDetail,
   E2bSnapshot,
   E2bSnapshotBody,
+  E2bSnapshotListQuery,
+  E2bTemplateParams,
   E2bTimeoutBody,
 } from './schemas.ts';
 
@@ -357,6 +359,45 @@ function register(r: RouteRegistry, core: Core): void {
       const name = body.name ?? `snapshot-${params.sandboxID}-${Date.now().toString(36)}`;
       const t = await svc.snapshot(caller, params.sandboxID, name);
       return { snapshotID: t.templateId, names: [t.templateId] };
+    },
+  });
+
+  r.add({
+    method: 'GET',
+    url: '/snapshots',
+    tag: TAG,
+    auth: 'key',
+    summary:
+      "The team's snapshot templates, newest first, optionally of one sandbox or one name (one page)",
+    query: E2bSnapshotListQuery,
+    response: { status: 200, schema: z.array(E2bSnapshot) },
+    handler: async ({ caller, query }) => {
+      const all = await core.templates.list(caller);
+      return all
+        .filter((t) => t.teamId === caller.teamId && t.kind === 'snapshot')
+        .filter(
+          (t) =>
+            (query.sandboxID === undefined || t.sourceSandboxId === query.sandboxID) &&
+            (query.name === undefined || t.templateId === query.name),
+        )
+        .sort((a, b) => Date.parse(b.createdAt) - Date.parse(a.createdAt))
+        .slice(0, query.limit ?? 1000)
+        .map((t) => ({ snapshotID: t.templateId, names: [t.templateId] }));
+    },
+  });
+
+  r.add({
+    method: 'DELETE',
+    url: '/templates/:templateID',
+    tag: TAG,
+    auth: 'key',
+    summary: "Delete one of the team's templates (a snapshot); 404 when unknown",
+    params: E2bTemplateParams,
+    response: { status: 204 },
+    handler: async ({ caller, params }) => {
+      if (!isValidId(params.templateID))
+        throw new WrennError('not_found', `template '${params.templateID}' not found`);
+      await core.templates.delete(caller, params.templateID);
     },
   });
 }

@@ -148,3 +148,10 @@ export const E2bSnapshotBody = z.object({ name: z.string().max(63).optional() })
 export const E2bSnapshot = z
   .object({ snapshotID: z.string(), names: z.array(z.string()) })
   .meta({ id: 'E2bSnapshot' });
+export const E2bSnapshotListQuery = z.object({
+  sandboxID: z.string().max(200).optional(),
+  name: z.string().max(200).optional(),
+  limit: z.coerce.number().int().min(1).max(1000).optional(),
+  nextToken: z.string().max(200).optional(),
+});
+export const E2bTemplateParams = z.object({ templateID: z.string().max(200) });
