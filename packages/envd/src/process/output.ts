@@ -1,6 +1,8 @@
 /** One thing a process stream carries, in the order it happened. */
 export type OutputEvent = { kind: 'stdout' | 'stderr' | 'pty'; data: Uint8Array };
 export type EndEvent = { kind: 'end'; exitCode: number; exited: boolean; status: string; error?: string };
+const isOutput = (ev: ProcEvent): ev is OutputEvent => ev.kind === 'stdout' || ev.kind === 'stderr' || ev.kind === 'pty';
+
 /** Largest data event a subscriber builds by merging queued chunks. */
 const COALESCE_BYTES = 1 << 20;
 
@@ -78,6 +80,10 @@ export class Subscriber {
           });
           this.wake = undefined;
         }
+        // One event-loop turn lets pending pipe reads land so they ship as one message;
+        // costs microseconds of latency, saves most per-message work on bulk output.
+        if (this.queue.length === 1 && isOutput(this.queue[0]!)) await new Promise((r) => setImmediate(r));
+        if (this.queue.length === 0) continue;
         const ev = this.coalesce(this.queue.shift()!);
         if (ev.kind === 'stdout' || ev.kind === 'stderr' || ev.kind === 'pty') {
           this.queuedBytes -= ev.data.length;

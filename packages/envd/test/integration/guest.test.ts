@@ -8,7 +8,7 @@ let vm: TestVm;
 let sbx: Sandbox;
 
 beforeAll(async () => {
-  const wrennDir = inject('wrennDir' as never) as string | undefined;
+  const wrennDir = inject('wrennDir');
   if (!wrennDir) throw new Error('test/global-setup.ts did not provide wrennDir (built guest images)');
   vm = await bootImage({ wrennDir, image: 'minimal' });
   const Ctor = Sandbox as unknown as new (o: Record<string, unknown>) => Sandbox;
