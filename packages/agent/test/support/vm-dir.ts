@@ -22,9 +22,15 @@ export function imagesDir(): string {
  */
 export async function freshWrennDir(shared = imagesDir(), parent = '/tmp'): Promise<string> {
   const dir = await mkdtemp(join(parent, 'wat-'));
-  for (const name of ['images', 'kernels', 'cache']) {
+  for (const name of ['kernels', 'cache']) {
     await mkdir(join(shared, name), { recursive: true });
     await symlink(join(shared, name), join(dir, name));
+  }
+  // images/ is this test's own, with the built teams linked in: templates a test makes
+  // (and its startup sweeps) stay in its dir.
+  await mkdir(join(dir, 'images'));
+  for (const team of await readdir(join(shared, 'images'))) {
+    await symlink(join(shared, 'images', team), join(dir, 'images', team));
   }
   await mkdir(layout(dir).sandboxes, { recursive: true });
   return dir;
