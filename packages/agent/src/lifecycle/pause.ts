@@ -85,7 +85,7 @@ export async function pauseLocked(m: Manager, sb: Sandbox): Promise<Sandbox> {
   } catch (e) {
     // Early failure: the VM still holds the sandbox. Put everything back and keep running.
     const reason = errorMessage(e);
-    const diskFull = await nearlyFull(staging);
+    const diskFull = await tooFullForSnapshot(staging, sb.memoryMb);
     log.warn({ event: 'pause-failed', error: reason, liveTrashed, promoted }, 'pause failed, rolling back');
     try {
       if (promoted) await rename(paths.live, staging);
@@ -125,10 +125,14 @@ export async function pauseLocked(m: Manager, sb: Sandbox): Promise<Sandbox> {
   return sb;
 }
 
-/** A migration stream cut short by a full disk reports it in words the driver chose; statfs does not lie. */
-async function nearlyFull(path: string): Promise<boolean> {
+/**
+ * A snapshot write cut short by a full disk surfaces in words the driver chose (a broken
+ * pipe, a failed migration); statfs does not lie. A full snapshot needs up to the guest's
+ * RAM: with less free than that after a failure, the disk is the reason.
+ */
+async function tooFullForSnapshot(path: string, memoryMb: number): Promise<boolean> {
   const st = await statfs(dirname(path)).catch(() => undefined);
-  return st !== undefined && st.bavail * st.bsize < 4 * 1024 * 1024;
+  return st !== undefined && st.bavail * st.bsize < memoryMb * 1024 * 1024;
 }
 
 function toPauseError(e: unknown, sb: Sandbox, diskFull = false): WrennError {
