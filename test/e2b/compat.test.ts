@@ -1,4 +1,6 @@
 import http from 'node:http';
+import https from 'node:https';
+import { type SandboxTls, serveSandboxTls } from '@wrenn/control-plane/e2b/tls.ts';
 import * as e2bNew from 'e2b';
 import * as e2bOld from 'e2b-246';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -18,13 +20,16 @@ import { startWrenn, type TestWrenn } from './wrenn.ts';
 const SANDBOX_DOMAIN = 'sbx.wrenn.test';
 let w: TestWrenn;
 let undoEnv: () => void;
+let tls: SandboxTls;
 
 beforeAll(async () => {
-  w = await startWrenn(inject('wrennDir' as never), { sandboxDomain: SANDBOX_DOMAIN });
+  w = await startWrenn(inject('wrennDir'), { sandboxDomain: SANDBOX_DOMAIN });
   undoEnv = w.useAsE2b();
+  tls = await serveSandboxTls(w.cp.server, { domain: SANDBOX_DOMAIN, port: 0, dir: w.dir });
 });
 afterAll(async () => {
   undoEnv?.();
+  await tls?.close();
   await w?.close();
 });
 
@@ -47,20 +52,28 @@ async function eventually<T>(
   throw new Error(`never happened: ${what}${last ? ` (last error: ${String(last)})` : ''}`);
 }
 
-/** A plain HTTP request to the gateway with a chosen Host header (domain mode). */
+/**
+ * A request to the gateway as if wildcard DNS sent `host` to it (domain mode): plain HTTP,
+ * or HTTPS with SNI `host` trusting `ca`.
+ */
 function getWithHost(
   url: string,
   host: string,
   path: string,
+  ca?: string,
 ): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const u = new URL(url);
-    const req = http.request({ host: u.hostname, port: u.port, path, headers: { host } }, (res) => {
+    const opts = { host: u.hostname, port: u.port, path, headers: { host } };
+    const onRes = (res: http.IncomingMessage) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (c) => (body += c));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
+    };
+    const req = ca
+      ? https.request({ ...opts, servername: host, ca }, onRes)
+      : http.request(opts, onRes);
     req.on('error', reject);
     req.end();
   });
@@ -312,7 +325,7 @@ for (const [version, sdk] of SDKS) {
       expect((await fetch(expiring, { headers })).status).toBe(200);
     });
 
-    it('getHost(port) names <port>-<id>.<domain>, and both routing modes reach a server in the sandbox', async () => {
+    it('getHost(port) names <port>-<id>.<domain>; Host (HTTP and TLS) and header routing reach a server in the sandbox', async () => {
       await sbx.files.write('/home/user/www/index.html', `served by ${sbx.sandboxId}\n`);
       const server = await sbx.commands.run('python3 -m http.server 8000 --bind 0.0.0.0', {
         background: true,
@@ -325,6 +338,13 @@ for (const [version, sdk] of SDKS) {
         return r.status === 200 ? r : undefined;
       }, 'the sandbox web server answers through the Host route');
       expect(byHost.body).toBe(`served by ${sbx.sandboxId}\n`);
+      const overTls = await getWithHost(
+        `https://127.0.0.1:${tls.port}`,
+        host,
+        '/index.html',
+        tls.certPem,
+      );
+      expect(overTls).toEqual({ status: 200, body: `served by ${sbx.sandboxId}\n` });
       const byHeader = await fetch(`${w.url}/index.html`, {
         headers: { 'E2b-Sandbox-Id': sbx.sandboxId, 'E2b-Sandbox-Port': '8000' },
       });

@@ -1,19 +1,47 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import https from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import * as e2bNew from 'e2b';
 import * as e2bOld from 'e2b-246';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestCluster, type TestCluster } from '../../test/support/cluster.ts';
 import { E2B_ENVD_VERSION } from './map.ts';
+import { serveSandboxTls } from './tls.ts';
+
+/** GET over TLS to 127.0.0.1 as if DNS sent `name` there (SNI + Host), trusting `ca`. */
+function httpsGet(
+  port: number,
+  name: string,
+  path: string,
+  ca: string,
+): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = https.request(
+      { host: '127.0.0.1', port, path, servername: name, headers: { host: name }, ca },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d) => (body += d));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
+}
 
 /**
  * The E2B REST contract at the wire and through both pinned SDKs, on a control plane with
  * a fake agent in front of one real envd (fast; no VMs). The VM-level compatibility suite
  * is test/e2b/compat.test.ts.
  */
+const DOMAIN = 'sbx.wrenn.test';
 let c: TestCluster;
 let key: string;
 
 beforeAll(async () => {
-  c = await startTestCluster('sqlite', undefined);
+  c = await startTestCluster('sqlite', undefined, { cp: { sandboxDomain: DOMAIN } });
   const k = await c.t.api('POST', '/v1/keys', { body: { name: 'e2b', teamId: 'e2b-unit' } });
   key = k.body.key;
 });
@@ -184,6 +212,42 @@ const SDKS: [string, typeof e2bNew][] = [
   ['2.51.0', e2bNew],
   ['2.46.1', e2bOld as unknown as typeof e2bNew],
 ];
+
+describe('domain mode over TLS', () => {
+  it('serves <port>-<id>.<domain> and api.<domain> with a generated self-signed certificate', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'wrenn-tls-'));
+    const tls = await serveSandboxTls(c.t.cp.server, { domain: DOMAIN, port: 0, dir });
+    try {
+      const created = await e2b('/v2/sandboxes', 'POST', { templateID: 'base' });
+      expect(created.body.domain).toBe(DOMAIN);
+      const id = created.body.sandboxID;
+      const health = await httpsGet(tls.port, `49983-${id}.${DOMAIN}`, '/health', tls.certPem);
+      expect(health.status).toBe(204);
+      const gone = await httpsGet(
+        tls.port,
+        `49983-nosuchsandbox.${DOMAIN}`,
+        '/health',
+        tls.certPem,
+      );
+      expect(gone.status).toBe(502);
+      expect(JSON.parse(gone.body)).toMatchObject({
+        message: expect.stringContaining('not found'),
+      });
+      const api = await httpsGet(tls.port, `api.${DOMAIN}`, '/health', tls.certPem);
+      expect(api.status).toBe(200);
+      // An untrusted client refuses the self-signed certificate: it is really TLS.
+      await expect(httpsGet(tls.port, `api.${DOMAIN}`, '/health', '')).rejects.toThrow();
+      // The pair is kept and reused.
+      const again = await serveSandboxTls(c.t.cp.server, { domain: DOMAIN, port: 0, dir });
+      expect(again.certPem).toBe(tls.certPem);
+      await again.close();
+      await e2b(`/sandboxes/${id}`, 'DELETE');
+    } finally {
+      await tls.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
 
 describe('a full host', () => {
   it('pause then an immediate connect, and kill then an immediate create, find the freed room before the next heartbeat', async () => {
