@@ -111,6 +111,23 @@ describe('E2B wire contract', () => {
     }
   });
 
+  it('/openapi.json lists the E2B routes beside the native ones', async () => {
+    const doc = await c.t.api('GET', '/openapi.json', { key: null });
+    expect(doc.status).toBe(200);
+    for (const path of [
+      '/sandboxes',
+      '/v2/sandboxes',
+      '/sandboxes/{sandboxID}',
+      '/v2/sandboxes/{sandboxID}/connect',
+      '/sandboxes/{sandboxID}/metrics',
+      '/snapshots',
+      '/v1/sandboxes',
+    ]) {
+      expect(Object.keys(doc.body.paths), path).toContain(path);
+    }
+    expect(doc.body.paths['/v2/sandboxes'].post.requestBody).toBeDefined();
+  });
+
   it('refuses what Wrenn cannot do instead of ignoring it', async () => {
     for (const extra of [
       { allow_internet_access: false },
