@@ -66,18 +66,38 @@ async function seed(cp: RunningControlPlane): Promise<void> {
     await db.insertInto('sandboxes').values(rows).execute();
     await db
       .insertInto('sandbox_metadata')
-      .values(rows.flatMap((r) => Object.entries(JSON.parse(r.metadata) as Record<string, string>).map(([key, value]) => ({ sandbox_id: r.id, key, value }))))
+      .values(
+        rows.flatMap((r) =>
+          Object.entries(JSON.parse(r.metadata) as Record<string, string>).map(([key, value]) => ({
+            sandbox_id: r.id,
+            key,
+            value,
+          })),
+        ),
+      )
       .execute();
   }
 }
 
-async function listBench(dialect: 'sqlite' | 'postgres', databaseUrl: string): Promise<Record<string, number>> {
+async function listBench(
+  dialect: 'sqlite' | 'postgres',
+  databaseUrl: string,
+): Promise<Record<string, number>> {
   const dir = mkdtempSync(join(tmpdir(), `wrenn-bench-${dialect}-`));
-  const cp = await startControlPlane({ dir, databaseUrl, port: 0, log: createLogger('bench', 'silent'), reconcile: false, rateLimit: { perSecond: 1e6, burst: 1e6 } });
+  const cp = await startControlPlane({
+    dir,
+    databaseUrl,
+    port: 0,
+    log: createLogger('bench', 'silent'),
+    reconcile: false,
+    rateLimit: { perSecond: 1e6, burst: 1e6 },
+  });
   try {
     await seed(cp);
     const get = (q: string) => async () => {
-      const r = await fetch(`${cp.url}/v1/sandboxes${q}`, { headers: { 'x-api-key': cp.adminKey! } });
+      const r = await fetch(`${cp.url}/v1/sandboxes${q}`, {
+        headers: { 'x-api-key': cp.adminKey! },
+      });
       if (r.status !== 200) throw new Error(`list ${q}: ${r.status}`);
       await r.arrayBuffer();
     };
@@ -92,7 +112,11 @@ async function listBench(dialect: 'sqlite' | 'postgres', databaseUrl: string): P
       // The 50th page: cursor paging must not get slower with depth.
       let token = '';
       for (let p = 0; p < 50; p++) {
-        const r = (await (await fetch(`${cp.url}/v1/sandboxes?limit=100${token ? `&nextToken=${token}` : ''}`, { headers: { 'x-api-key': cp.adminKey! } })).json()) as { nextToken: string };
+        const r = (await (
+          await fetch(`${cp.url}/v1/sandboxes?limit=100${token ? `&nextToken=${token}` : ''}`, {
+            headers: { 'x-api-key': cp.adminKey! },
+          })
+        ).json()) as { nextToken: string };
         token = r.nextToken;
       }
       return measure(get(`?limit=100&nextToken=${token}`));
@@ -117,21 +141,39 @@ async function listBench(dialect: 'sqlite' | 'postgres', databaseUrl: string): P
 async function vmBench(): Promise<Record<string, number>> {
   const { startAgent } = await import('@wrenn/agent');
   const { buildImage } = await import('@wrenn/images');
-  const dir = resolve(process.env.WRENN_BENCH_DIR ?? join(import.meta.dirname, '..', '.cache', 'wrenn-bench'));
+  const dir = resolve(
+    process.env.WRENN_BENCH_DIR ?? join(import.meta.dirname, '..', '.cache', 'wrenn-bench'),
+  );
   mkdirSync(dir, { recursive: true });
   await buildImage('minimal', { dir });
   const cpDir = mkdtempSync(join(tmpdir(), 'wrenn-bench-cp-'));
   const log = createLogger('bench', 'silent');
-  const cp = await startControlPlane({ dir: cpDir, databaseUrl: '', port: 0, log, rateLimit: { perSecond: 1e6, burst: 1e6 } });
+  const cp = await startControlPlane({
+    dir: cpDir,
+    databaseUrl: '',
+    port: 0,
+    log,
+    rateLimit: { perSecond: 1e6, burst: 1e6 },
+  });
   const key = cp.adminKey!;
   const api = async (method: string, path: string, body?: unknown) => {
-    const r = await fetch(`${cp.url}${path}`, { method, headers: { 'x-api-key': key, 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
+    const r = await fetch(`${cp.url}${path}`, {
+      method,
+      headers: { 'x-api-key': key, 'content-type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
     const text = await r.text();
     if (r.status >= 300) throw new Error(`${method} ${path}: ${r.status} ${text}`);
     return text ? JSON.parse(text) : undefined;
   };
   const { token } = await api('POST', '/v1/hosts/tokens');
-  const agent = await startAgent({ dir, hostToken: 'bench-bootstrap', controlPlaneUrl: cp.url, registrationToken: token, log });
+  const agent = await startAgent({
+    dir,
+    hostToken: 'bench-bootstrap',
+    controlPlaneUrl: cp.url,
+    registrationToken: token,
+    log,
+  });
   const results: Record<string, number> = {};
   try {
     const host = await cp.core.db.kysely.selectFrom('hosts').selectAll().executeTakeFirstOrThrow();
@@ -143,12 +185,27 @@ async function vmBench(): Promise<Record<string, number>> {
     const viaAgent: number[] = [];
     for (let i = 0; i < CREATES; i++) {
       let id = '';
-      viaApi.push(await timed(async () => {
-        id = (await api('POST', '/v1/sandboxes', { templateId: 'minimal', timeoutSeconds: 600 })).sandboxId;
-      }));
+      viaApi.push(
+        await timed(async () => {
+          id = (await api('POST', '/v1/sandboxes', { templateId: 'minimal', timeoutSeconds: 600 }))
+            .sandboxId;
+        }),
+      );
       await api('DELETE', `/v1/sandboxes/${id}`);
       const directId = newId();
-      viaAgent.push(await timed(() => direct.create({ sandboxId: directId, teamId: 'default', templateId: 'minimal', vcpus: 1, memoryMb: 512, diskMb: 2048, timeoutSeconds: 600 })));
+      viaAgent.push(
+        await timed(() =>
+          direct.create({
+            sandboxId: directId,
+            teamId: 'default',
+            templateId: 'minimal',
+            vcpus: 1,
+            memoryMb: 512,
+            diskMb: 2048,
+            timeoutSeconds: 600,
+          }),
+        ),
+      );
       await direct.destroy({ sandboxId: directId });
     }
     results.create_api_ms = median(viaApi);
@@ -159,11 +216,21 @@ async function vmBench(): Promise<Record<string, number>> {
     const sbx = await api('POST', '/v1/sandboxes', { templateId: 'minimal', timeoutSeconds: 600 });
     // The same envd client for both paths; only the base URL and routing headers differ.
     const execVia = (baseUrl: string, headers: Record<string, string>) => async () => {
-      const r = await execCommand({ baseUrl, headers }, { argv: ['/bin/true'], timeoutMs: 60_000, maxOutputBytes: 1 << 20 });
+      const r = await execCommand(
+        { baseUrl, headers },
+        { argv: ['/bin/true'], timeoutMs: 60_000, maxOutputBytes: 1 << 20 },
+      );
       if (r.exitCode !== 0) throw new Error(`exec exited ${r.exitCode}`);
     };
-    const gw = execVia(cp.url, { 'E2b-Sandbox-Id': sbx.sandboxId, 'E2b-Sandbox-Port': '49983', 'X-Access-Token': sbx.envdAccessToken });
-    const dr = execVia(`${agent.url}/proxy/${sbx.sandboxId}/49983`, { 'x-wrenn-host-token': host.host_token, 'X-Access-Token': sbx.envdAccessToken });
+    const gw = execVia(cp.url, {
+      'E2b-Sandbox-Id': sbx.sandboxId,
+      'E2b-Sandbox-Port': '49983',
+      'X-Access-Token': sbx.envdAccessToken,
+    });
+    const dr = execVia(`${agent.url}/proxy/${sbx.sandboxId}/49983`, {
+      'x-wrenn-host-token': host.host_token,
+      'X-Access-Token': sbx.envdAccessToken,
+    });
     for (let i = 0; i < 5; i++) {
       await gw();
       await dr();
@@ -203,7 +270,9 @@ export async function run(): Promise<Record<string, number>> {
   for (const [k, v] of Object.entries(results)) console.log(`  ${k.padEnd(36)} ${f(v)}`);
   const verdict = (ok: boolean) => (ok ? 'met' : 'NOT met');
   for (const d of ['sqlite', 'postgres']) {
-    console.log(`  target ${d} list p50 ≤ 50 ms: ${verdict(results[`${d}_list_first_page_p50_ms`]! <= 50)}`);
+    console.log(
+      `  target ${d} list p50 ≤ 50 ms: ${verdict(results[`${d}_list_first_page_p50_ms`]! <= 50)}`,
+    );
   }
   if (results.create_ratio !== undefined) {
     console.log(`  target create via API ≤ 1.15× direct: ${verdict(results.create_ratio <= 1.15)}`);

@@ -40,11 +40,15 @@ export function allOpts(cmd: Command): Record<string, any> {
 export function clientFor(cmd: Command): WrennClient {
   const o = allOpts(cmd);
   const fromFile = readEnvFile(wrennDir(o.dir));
-  const apiUrl = o.apiUrl ?? process.env.WRENN_API_URL ?? fromFile.WRENN_API_URL;
-  const apiKey = o.apiKey ?? process.env.WRENN_API_KEY ?? fromFile.WRENN_API_KEY;
+  // `||`, not `??`: an empty variable counts as unset.
+  const apiUrl = o.apiUrl || process.env.WRENN_API_URL || fromFile.WRENN_API_URL;
+  const apiKey = o.apiKey || process.env.WRENN_API_KEY || fromFile.WRENN_API_KEY;
   if (!apiUrl || !apiKey) {
-    throw new WrennError('invalid_argument', 'no API URL/key: run `wrenn up`, or set WRENN_API_URL and WRENN_API_KEY (or --api-url/--api-key)');
+    throw new WrennError(
+      'invalid_argument',
+      'no API URL/key: run `wrenn up`, or set WRENN_API_URL and WRENN_API_KEY (or --api-url/--api-key)',
+    );
   }
-  const sandboxUrl = process.env.E2B_SANDBOX_URL ?? fromFile.E2B_SANDBOX_URL;
+  const sandboxUrl = process.env.E2B_SANDBOX_URL || fromFile.E2B_SANDBOX_URL || undefined;
   return new WrennClient({ apiUrl, apiKey, sandboxUrl });
 }

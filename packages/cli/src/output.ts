@@ -9,9 +9,14 @@ export function printTable(rows: Record<string, unknown>[], columns: string[]): 
     process.stdout.write('(none)\n');
     return;
   }
-  const cell = (v: unknown) => (v === null || v === undefined ? '-' : typeof v === 'object' ? JSON.stringify(v) : String(v));
+  const cell = (v: unknown) =>
+    v === null || v === undefined ? '-' : typeof v === 'object' ? JSON.stringify(v) : String(v);
   const widths = columns.map((c) => Math.max(c.length, ...rows.map((r) => cell(r[c]).length)));
-  const line = (vals: string[]) => vals.map((v, i) => v.padEnd(widths[i]!)).join('  ').trimEnd();
+  const line = (vals: string[]) =>
+    vals
+      .map((v, i) => v.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd();
   process.stdout.write(`${line(columns.map((c) => c.toUpperCase()))}\n`);
   for (const r of rows) process.stdout.write(`${line(columns.map((c) => cell(r[c])))}\n`);
 }
@@ -20,7 +25,8 @@ export function printTable(rows: Record<string, unknown>[], columns: string[]): 
 export function printRecord(rec: Record<string, unknown>): void {
   const width = Math.max(...Object.keys(rec).map((k) => k.length));
   for (const [k, v] of Object.entries(rec)) {
-    const s = v === null || v === undefined ? '-' : typeof v === 'object' ? JSON.stringify(v) : String(v);
+    const s =
+      v === null || v === undefined ? '-' : typeof v === 'object' ? JSON.stringify(v) : String(v);
     process.stdout.write(`${`${k}:`.padEnd(width + 2)}${s}\n`);
   }
 }
@@ -31,7 +37,10 @@ export function output(json: boolean, value: unknown, human: () => void): void {
 }
 
 /** `k=v` pairs from repeated flags. */
-export function parsePairs(pairs: string[] | undefined, what: string): Record<string, string> | undefined {
+export function parsePairs(
+  pairs: string[] | undefined,
+  what: string,
+): Record<string, string> | undefined {
   if (!pairs?.length) return undefined;
   const out: Record<string, string> = {};
   for (const p of pairs) {

@@ -25,7 +25,9 @@ export interface ControlPlaneConfig {
   envdPort: number;
 }
 
-export function resolveConfig(partial: Partial<ControlPlaneConfig> & { dir: string }): ControlPlaneConfig {
+export function resolveConfig(
+  partial: Partial<ControlPlaneConfig> & { dir: string },
+): ControlPlaneConfig {
   return {
     host: '127.0.0.1',
     port: 3000,

@@ -1,4 +1,4 @@
-import { type Logger, createLogger, wrennDir } from '@wrenn/common';
+import { createLogger, type Logger, wrennDir } from '@wrenn/common';
 import { type ControlPlaneConfig, resolveConfig } from './config.ts';
 import { type Core, createCore } from './core.ts';
 import { openDatabase } from './db/database.ts';
@@ -27,9 +27,15 @@ export interface RunningControlPlane {
  * Opens (and migrates) the database, bootstraps the admin key and built-in templates,
  * serves the API + gateway, and starts the reconciler.
  */
-export async function startControlPlane(opts: StartControlPlaneOptions = {}): Promise<RunningControlPlane> {
+export async function startControlPlane(
+  opts: StartControlPlaneOptions = {},
+): Promise<RunningControlPlane> {
   const { log: givenLog, clock, reconcile = true, extend, ...partial } = opts;
-  const config = resolveConfig({ ...partial, dir: wrennDir(opts.dir), databaseUrl: opts.databaseUrl ?? process.env.DATABASE_URL });
+  const config = resolveConfig({
+    ...partial,
+    dir: wrennDir(opts.dir),
+    databaseUrl: opts.databaseUrl ?? process.env.DATABASE_URL,
+  });
   const log = givenLog ?? createLogger('control-plane');
   const db = await openDatabase({ databaseUrl: config.databaseUrl, dir: config.dir });
   const core = createCore(db, config, log, clock);

@@ -27,7 +27,12 @@ export interface Core {
   reconciler: Reconciler;
 }
 
-export function createCore(db: Db, config: ControlPlaneConfig, log: Logger, clock: () => number = Date.now): Core {
+export function createCore(
+  db: Db,
+  config: ControlPlaneConfig,
+  log: Logger,
+  clock: () => number = Date.now,
+): Core {
   const agents = new AgentPool();
   const audit = new AuditLog(db, clock);
   const keys = new KeyService(db, audit, clock);
@@ -37,7 +42,9 @@ export function createCore(db: Db, config: ControlPlaneConfig, log: Logger, cloc
   const reconciler = new Reconciler(db, agents, audit, config, clock, log);
   // A host that comes back is reconciled at once rather than at the next tick.
   hosts.onHostRecovered = () => {
-    reconciler.runOnce().catch((e) => log.warn({ err: String(e) }, 'reconcile after recovery failed'));
+    reconciler
+      .runOnce()
+      .catch((e) => log.warn({ err: String(e) }, 'reconcile after recovery failed'));
   };
   return { db, config, log, clock, agents, audit, keys, hosts, templates, sandboxes, reconciler };
 }

@@ -1,3 +1,3 @@
-export { WrennClient, execBytes, type WrennClientOptions } from './client.ts';
+export { execBytes, WrennClient, type WrennClientOptions } from './client.ts';
 export { openShell, type ShellOptions, type ShellSession } from './shell.ts';
 export type * from './types.ts';

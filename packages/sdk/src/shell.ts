@@ -29,7 +29,10 @@ export interface ShellSession {
  * An interactive PTY in a sandbox, spoken directly to envd through the gateway with E2B's
  * envd protocol (process.Process Start with a PTY, SendInput, Update for resize).
  */
-export async function openShell(sandbox: Pick<Sandbox, 'sandboxId' | 'envdAccessToken'>, opts: ShellOptions): Promise<ShellSession> {
+export async function openShell(
+  sandbox: Pick<Sandbox, 'sandboxId' | 'envdAccessToken'>,
+  opts: ShellOptions,
+): Promise<ShellSession> {
   const transport = createConnectTransport({ baseUrl: opts.sandboxUrl, useBinaryFormat: true });
   const client: Client<typeof processv1.Process> = createClient(processv1.Process, transport);
   const headers: Record<string, string> = {
@@ -39,13 +42,19 @@ export async function openShell(sandbox: Pick<Sandbox, 'sandboxId' | 'envdAccess
   };
   if (opts.user) headers.authorization = `Basic ${Buffer.from(`${opts.user}:`).toString('base64')}`;
   const abort = new AbortController();
-  const stream = client.start(
-    create(processv1.StartRequestSchema, {
-      process: { cmd: opts.cmd ?? '/bin/bash', args: opts.args ?? ['-i', '-l'], envs: { TERM: 'xterm-256color', ...opts.env } },
-      pty: { size: { cols: opts.cols, rows: opts.rows } },
-    }),
-    { headers, signal: abort.signal },
-  )[Symbol.asyncIterator]();
+  const stream = client
+    .start(
+      create(processv1.StartRequestSchema, {
+        process: {
+          cmd: opts.cmd ?? '/bin/bash',
+          args: opts.args ?? ['-i', '-l'],
+          envs: { TERM: 'xterm-256color', ...opts.env },
+        },
+        pty: { size: { cols: opts.cols, rows: opts.rows } },
+      }),
+      { headers, signal: abort.signal },
+    )
+    [Symbol.asyncIterator]();
 
   let pid = 0;
   while (!pid) {
@@ -70,13 +79,18 @@ export async function openShell(sandbox: Pick<Sandbox, 'sandboxId' | 'envdAccess
     exited,
     async write(data) {
       const bytes = typeof data === 'string' ? new TextEncoder().encode(data) : data;
-      await client.sendInput({ process: selector, input: { input: { case: 'pty', value: bytes } } }, { headers });
+      await client.sendInput(
+        { process: selector, input: { input: { case: 'pty', value: bytes } } },
+        { headers },
+      );
     },
     async resize(cols, rows) {
       await client.update({ process: selector, pty: { size: { cols, rows } } }, { headers });
     },
     async kill() {
-      await client.sendSignal({ process: selector, signal: processv1.Signal.SIGKILL }, { headers }).catch(() => {});
+      await client
+        .sendSignal({ process: selector, signal: processv1.Signal.SIGKILL }, { headers })
+        .catch(() => {});
       abort.abort();
     },
   };

@@ -1,6 +1,15 @@
 /** Shapes of the native `/v1` API (see docs/api.md and `/openapi.json`). */
 
-export type SandboxStatus = 'starting' | 'running' | 'pausing' | 'paused' | 'resuming' | 'stopping' | 'stopped' | 'missing' | 'error';
+export type SandboxStatus =
+  | 'starting'
+  | 'running'
+  | 'pausing'
+  | 'paused'
+  | 'resuming'
+  | 'stopping'
+  | 'stopped'
+  | 'missing'
+  | 'error';
 
 export interface Sandbox {
   sandboxId: string;
@@ -87,7 +96,13 @@ export interface Host {
   agentUrl: string;
   status: 'ready' | 'unreachable';
   capacity: { vcpus: number; memoryMb: number; diskMb: number };
-  load: { vcpusUsed: number; memoryUsedMb: number; diskUsedMb: number; sandboxesRunning: number; sandboxesPaused: number };
+  load: {
+    vcpusUsed: number;
+    memoryUsedMb: number;
+    diskUsedMb: number;
+    sandboxesRunning: number;
+    sandboxesPaused: number;
+  };
   accelerator: string;
   lastHeartbeatAt: string;
   createdAt: string;

@@ -12,7 +12,10 @@ export interface ControlPlaneFlags {
 }
 
 /** Starts the control plane from CLI flags (shared by `wrenn control-plane` and `wrenn up`). */
-export async function startFromFlags(o: ControlPlaneFlags, logLevel?: string): Promise<RunningControlPlane> {
+export async function startFromFlags(
+  o: ControlPlaneFlags,
+  logLevel?: string,
+): Promise<RunningControlPlane> {
   // Loaded on use: every other CLI command starts faster without the server's modules.
   const { startControlPlane } = await import('@wrenn/control-plane');
   return startControlPlane({
@@ -45,16 +48,25 @@ export function registerControlPlaneCommand(program: Command): void {
     .description('run the control plane alone (agents join with `wrenn agent --register`)')
     .option('--host <addr>', 'address to bind', '127.0.0.1')
     .option('--port <n>', 'port', '3000')
-    .option('--database-url <url>', 'postgres://… (default: $DATABASE_URL, else SQLite under --dir)')
+    .option(
+      '--database-url <url>',
+      'postgres://… (default: $DATABASE_URL, else SQLite under --dir)',
+    )
     .option('--sandbox-domain <domain>', 'route <port>-<id>.<domain> hosts to sandboxes')
     .action(async (_o, cmd: Command) => {
       const o = allOpts(cmd) as ControlPlaneFlags;
       const cp = await startFromFlags(o);
       if (cp.adminKey) {
-        process.stdout.write(`Admin API key (shown once; also saved 0600 in ${wrennDir(o.dir)}/admin-key):\n  ${cp.adminKey}\n`);
+        process.stdout.write(
+          `Admin API key (shown once; also saved 0600 in ${wrennDir(o.dir)}/admin-key):\n  ${cp.adminKey}\n`,
+        );
       }
-      process.stdout.write(`Wrenn control plane listening on ${cp.url} (database: ${cp.core.db.location})\n`);
-      process.stdout.write(`Add a host: wrenn hosts token --api-url ${cp.url} --api-key <admin key>, then wrenn agent --register <token> --control-plane ${cp.url}\n`);
+      process.stdout.write(
+        `Wrenn control plane listening on ${cp.url} (database: ${cp.core.db.location})\n`,
+      );
+      process.stdout.write(
+        `Add a host: wrenn hosts token --api-url ${cp.url} --api-key <admin key>, then wrenn agent --register <token> --control-plane ${cp.url}\n`,
+      );
       await untilSignal();
       await cp.close();
     });

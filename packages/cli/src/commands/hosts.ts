@@ -4,7 +4,10 @@ import { output, printTable } from '../output.ts';
 
 /** `wrenn hosts [ls|token|rm]` (admin key). */
 export function registerHostsCommands(program: Command): void {
-  const h = program.command('hosts').alias('host').description('host agents in the cluster (admin)');
+  const h = program
+    .command('hosts')
+    .alias('host')
+    .description('host agents in the cluster (admin)');
   addApiOptions(h.command('ls', { isDefault: true }).alias('list'))
     .description('list hosts with capacity, load and status')
     .action(async (o, cmd: Command) => {
@@ -23,7 +26,18 @@ export function registerHostsCommands(program: Command): void {
             accel: x.accelerator,
             heartbeat: x.lastHeartbeatAt,
           })),
-          ['id', 'status', 'url', 'vcpus', 'memoryMb', 'diskMb', 'running', 'paused', 'accel', 'heartbeat'],
+          [
+            'id',
+            'status',
+            'url',
+            'vcpus',
+            'memoryMb',
+            'diskMb',
+            'running',
+            'paused',
+            'accel',
+            'heartbeat',
+          ],
         ),
       );
     });
@@ -34,7 +48,9 @@ export function registerHostsCommands(program: Command): void {
       const t = await client.hosts.createToken();
       output(o.json, t, () => {
         process.stdout.write(`${t.token}\n`);
-        process.stderr.write(`expires ${t.expiresAt}; on the new host run:\n  wrenn agent --register ${t.token} --control-plane ${client.apiUrl} --host 0.0.0.0\n`);
+        process.stderr.write(
+          `expires ${t.expiresAt}; on the new host run:\n  wrenn agent --register ${t.token} --control-plane ${client.apiUrl} --host 0.0.0.0\n`,
+        );
       });
     });
   addApiOptions(h.command('rm').alias('delete').argument('<host-id>'))

@@ -11,7 +11,16 @@ export function registerKeysCommands(program: Command): void {
       const keys = await clientFor(cmd).keys.list();
       output(o.json, keys, () =>
         printTable(
-          keys.map((x) => ({ id: x.id, name: x.name, prefix: `${x.prefix}…`, team: x.teamId, admin: x.isAdmin, created: x.createdAt, lastUsed: x.lastUsedAt, revoked: x.revokedAt })),
+          keys.map((x) => ({
+            id: x.id,
+            name: x.name,
+            prefix: `${x.prefix}…`,
+            team: x.teamId,
+            admin: x.isAdmin,
+            created: x.createdAt,
+            lastUsed: x.lastUsedAt,
+            revoked: x.revokedAt,
+          })),
           ['id', 'name', 'prefix', 'team', 'admin', 'created', 'lastUsed', 'revoked'],
         ),
       );

@@ -20,7 +20,8 @@ const row = (s: Sandbox) => ({
 
 const int = (name: string) => (v: string) => {
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw new WrennError('invalid_argument', `--${name} must be a whole number, got '${v}'`);
+  if (!Number.isInteger(n) || n < 0)
+    throw new WrennError('invalid_argument', `--${name} must be a whole number, got '${v}'`);
   return n;
 };
 
@@ -32,7 +33,10 @@ function remote(spec: string): { id: string; path: string } | null {
 
 /** `wrenn sandbox create|ls|info|exec|shell|cp|pause|resume|kill`. */
 export function registerSandboxCommands(program: Command): void {
-  const sbx = program.command('sandbox').alias('sandboxes').description('create, use and manage sandboxes');
+  const sbx = program
+    .command('sandbox')
+    .alias('sandboxes')
+    .description('create, use and manage sandboxes');
 
   addApiOptions(sbx.command('create'))
     .description('create a sandbox and print its id')
@@ -46,7 +50,8 @@ export function registerSandboxCommands(program: Command): void {
     .option('-m, --metadata <k=v>', 'metadata (repeatable)', collect)
     .option('-e, --env <K=V>', 'environment variable (repeatable)', collect)
     .action(async (o, cmd: Command) => {
-      if (o.onTimeout !== 'kill' && o.onTimeout !== 'pause') throw new WrennError('invalid_argument', '--on-timeout must be kill or pause');
+      if (o.onTimeout !== 'kill' && o.onTimeout !== 'pause')
+        throw new WrennError('invalid_argument', '--on-timeout must be kill or pause');
       const s = await clientFor(cmd).sandboxes.create({
         templateId: o.template,
         vcpus: o.vcpus,
@@ -71,11 +76,27 @@ export function registerSandboxCommands(program: Command): void {
       const all: Sandbox[] = [];
       let nextToken: string | undefined;
       do {
-        const page = await client.sandboxes.list({ metadata: parsePairs(o.metadata, '--metadata'), status: o.status?.split(','), limit: o.limit, nextToken });
+        const page = await client.sandboxes.list({
+          metadata: parsePairs(o.metadata, '--metadata'),
+          status: o.status?.split(','),
+          limit: o.limit,
+          nextToken,
+        });
         all.push(...page.sandboxes);
         nextToken = page.nextToken ?? undefined;
       } while (o.all && nextToken);
-      output(o.json, all, () => printTable(all.map(row), ['id', 'template', 'status', 'vcpus', 'memoryMb', 'host', 'endAt', 'metadata']));
+      output(o.json, all, () =>
+        printTable(all.map(row), [
+          'id',
+          'template',
+          'status',
+          'vcpus',
+          'memoryMb',
+          'host',
+          'endAt',
+          'metadata',
+        ]),
+      );
     });
 
   addApiOptions(sbx.command('info').argument('<id>'))
@@ -87,12 +108,15 @@ export function registerSandboxCommands(program: Command): void {
     });
 
   addApiOptions(sbx.command('exec').argument('<id>').argument('<command...>'))
-    .description('run a command to completion; its output and exit code become wrenn\'s')
+    .description("run a command to completion; its output and exit code become wrenn's")
     .option('--cwd <dir>', 'working directory')
     .option('-u, --user <name>', 'user to run as')
     .option('-e, --env <K=V>', 'environment variable (repeatable)', collect)
     .option('--timeout <ms>', 'give up after this many milliseconds', int('timeout'))
-    .addHelpText('after', '\nOne argument runs through /bin/sh -c; several are an exact argv:\n  wrenn sandbox exec ID "ls -l | wc -l"\n  wrenn sandbox exec ID -- python3 -c "print(1)"')
+    .addHelpText(
+      'after',
+      '\nOne argument runs through /bin/sh -c; several are an exact argv:\n  wrenn sandbox exec ID "ls -l | wc -l"\n  wrenn sandbox exec ID -- python3 -c "print(1)"',
+    )
     .action(async (id: string, command: string[], o, cmd: Command) => {
       const r = await clientFor(cmd).sandboxes.exec(id, {
         ...(command.length === 1 ? { cmd: command[0] } : { argv: command }),
@@ -129,7 +153,10 @@ export function registerSandboxCommands(program: Command): void {
         user: o.user,
         onData: (d) => process.stdout.write(d),
       });
-      const onResize = () => void session.resize(process.stdout.columns || 80, process.stdout.rows || 24).catch(() => {});
+      const onResize = () =>
+        void session
+          .resize(process.stdout.columns || 80, process.stdout.rows || 24)
+          .catch(() => {});
       process.stdout.on('resize', onResize);
       if (stdin.isTTY) stdin.setRawMode(true);
       stdin.on('data', (d: Buffer) => void session.write(d).catch(() => {}));
@@ -142,13 +169,19 @@ export function registerSandboxCommands(program: Command): void {
     });
 
   addApiOptions(sbx.command('cp').argument('<src>').argument('<dst>'))
-    .description('copy a file: `wrenn sandbox cp ./a ID:/tmp/a` or `wrenn sandbox cp ID:/tmp/a ./a` (- = stdin/stdout)')
+    .description(
+      'copy a file: `wrenn sandbox cp ./a ID:/tmp/a` or `wrenn sandbox cp ID:/tmp/a ./a` (- = stdin/stdout)',
+    )
     .option('-u, --user <name>', 'user owning the file in the sandbox')
     .action(async (src: string, dst: string, o, cmd: Command) => {
       const client = clientFor(cmd);
       const from = remote(src);
       const to = remote(dst);
-      if (!!from === !!to) throw new WrennError('invalid_argument', 'exactly one side of cp must be <sandbox-id>:<path>');
+      if (!!from === !!to)
+        throw new WrennError(
+          'invalid_argument',
+          'exactly one side of cp must be <sandbox-id>:<path>',
+        );
       if (to) {
         const data = src === '-' ? await readStdin() : await readFile(src);
         await client.sandboxes.writeFile(to.id, to.path, data, { user: o.user });
@@ -168,8 +201,11 @@ export function registerSandboxCommands(program: Command): void {
       .description(desc)
       .action(async (id: string, o, cmd: Command) => {
         const client = clientFor(cmd);
-        const result = verb === 'kill' ? await client.sandboxes.kill(id) : await client.sandboxes[verb](id);
-        output(o.json, result ?? { sandboxId: id, status: 'stopped' }, () => process.stdout.write(`${id} ${result?.status ?? 'killed'}\n`));
+        const result =
+          verb === 'kill' ? await client.sandboxes.kill(id) : await client.sandboxes[verb](id);
+        output(o.json, result ?? { sandboxId: id, status: 'stopped' }, () =>
+          process.stdout.write(`${id} ${result?.status ?? 'killed'}\n`),
+        );
       });
   }
 }

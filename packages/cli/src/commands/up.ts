@@ -3,10 +3,10 @@ import { createWriteStream, existsSync, readFileSync, renameSync } from 'node:fs
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { WrennError, errorMessage, wrennDir, writeFileAtomic } from '@wrenn/common';
+import { errorMessage, WrennError, wrennDir, writeFileAtomic } from '@wrenn/common';
 import type { RunningControlPlane } from '@wrenn/control-plane';
 import type { Command } from 'commander';
-import { ENV_FILE, allOpts } from '../client-config.ts';
+import { allOpts, ENV_FILE } from '../client-config.ts';
 import { startFromFlags, untilSignal } from './control-plane.ts';
 
 /** Same name as the control plane's ADMIN_KEY_FILE (not imported: it would load the server). */
@@ -18,12 +18,19 @@ const AGENT_READY_TIMEOUT_MS = 180_000;
 async function buildImages(dir: string): Promise<void> {
   const { IMAGE_NAMES, IMAGES, buildImage, terminalProgress } = await import('@wrenn/images');
   for (const name of IMAGE_NAMES) {
-    if (IMAGES[name].needsRoot && process.getuid?.() !== 0 && !existsSync(join(dir, 'images', 'public', name))) {
-      process.stderr.write(`wrenn: skipping the ${name} image (building it needs root); sandboxes can use the other images\n`);
+    if (
+      IMAGES[name].needsRoot &&
+      process.getuid?.() !== 0 &&
+      !existsSync(join(dir, 'images', 'public', name))
+    ) {
+      process.stderr.write(
+        `wrenn: skipping the ${name} image (building it needs root); sandboxes can use the other images\n`,
+      );
       continue;
     }
     const r = await buildImage(name, { dir, progress: terminalProgress() });
-    if (r.status === 'built') process.stderr.write(`wrenn: built the ${name} image (${r.reason ?? 'new'})\n`);
+    if (r.status === 'built')
+      process.stderr.write(`wrenn: built the ${name} image (${r.reason ?? 'new'})\n`);
   }
 }
 
@@ -31,14 +38,24 @@ async function buildImages(dir: string): Promise<void> {
  * How the agent joins: reuse its agent.json when it names this control plane and a host
  * the database knows; otherwise a fresh one-time registration token.
  */
-async function agentJoinArgs(cp: RunningControlPlane, dir: string): Promise<string[]> {
+async function agentJoinArgs(
+  cp: RunningControlPlane,
+  dir: string,
+): Promise<{ args: string[]; reusedHostId?: string }> {
   const file = join(dir, 'agent.json');
   if (existsSync(file)) {
     try {
-      const id = JSON.parse(readFileSync(file, 'utf8')) as { controlPlaneUrl?: string; hostId?: string };
+      const id = JSON.parse(readFileSync(file, 'utf8')) as {
+        controlPlaneUrl?: string;
+        hostId?: string;
+      };
       if (id.controlPlaneUrl === cp.url && id.hostId) {
-        const known = await cp.core.db.kysely.selectFrom('hosts').select('id').where('id', '=', id.hostId).executeTakeFirst();
-        if (known) return ['--control-plane', cp.url];
+        const known = await cp.core.db.kysely
+          .selectFrom('hosts')
+          .select('id')
+          .where('id', '=', id.hostId)
+          .executeTakeFirst();
+        if (known) return { args: ['--control-plane', cp.url], reusedHostId: id.hostId };
         // The database forgot this host (fresh DB): its identity is useless, keep it aside.
         renameSync(file, `${file}.stale-${Date.now()}`);
       }
@@ -46,21 +63,45 @@ async function agentJoinArgs(cp: RunningControlPlane, dir: string): Promise<stri
       process.stderr.write(`wrenn: ignoring unreadable ${file}: ${errorMessage(e)}\n`);
     }
   }
-  const admin = await cp.core.db.kysely.selectFrom('api_keys').select(['id', 'team_id']).where('is_admin', '=', 1).executeTakeFirstOrThrow();
-  const { token } = await cp.core.hosts.createRegistrationToken({ keyId: admin.id, teamId: admin.team_id, isAdmin: true });
-  return ['--register', token, '--control-plane', cp.url];
+  const admin = await cp.core.db.kysely
+    .selectFrom('api_keys')
+    .select(['id', 'team_id'])
+    .where('is_admin', '=', 1)
+    .executeTakeFirstOrThrow();
+  const { token } = await cp.core.hosts.createRegistrationToken({
+    keyId: admin.id,
+    teamId: admin.team_id,
+    isAdmin: true,
+  });
+  return { args: ['--register', token, '--control-plane', cp.url] };
 }
 
 /** Spawns `wrenn agent` as a child (as in production) and waits for its `agent-ready` line. */
-async function startAgentChild(dir: string, joinArgs: string[]): Promise<{ child: ChildProcess; url: string }> {
+async function startAgentChild(
+  dir: string,
+  joinArgs: string[],
+): Promise<{ child: ChildProcess; url: string }> {
   const log = createWriteStream(join(dir, 'agent.log'), { flags: 'a', mode: 0o600 });
-  const child = spawn(process.execPath, [WRENN_BIN, 'agent', '--dir', dir, '--port', '0', ...joinArgs], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: process.env,
-  });
+  const child = spawn(
+    process.execPath,
+    [WRENN_BIN, 'agent', '--dir', dir, '--port', '0', ...joinArgs],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: process.env,
+    },
+  );
   child.stderr!.pipe(log);
   const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new WrennError('unavailable', `the agent did not start within ${AGENT_READY_TIMEOUT_MS / 1000} s; see ${join(dir, 'agent.log')}`)), AGENT_READY_TIMEOUT_MS);
+    const timer = setTimeout(
+      () =>
+        reject(
+          new WrennError(
+            'unavailable',
+            `the agent did not start within ${AGENT_READY_TIMEOUT_MS / 1000} s; see ${join(dir, 'agent.log')}`,
+          ),
+        ),
+      AGENT_READY_TIMEOUT_MS,
+    );
     const lines = createInterface({ input: child.stdout! });
     lines.on('line', (line) => {
       log.write(`${line}\n`);
@@ -76,7 +117,12 @@ async function startAgentChild(dir: string, joinArgs: string[]): Promise<{ child
     });
     child.once('exit', (code) => {
       clearTimeout(timer);
-      reject(new WrennError('unavailable', `the agent exited (code ${code}) before it was ready; see ${join(dir, 'agent.log')}`));
+      reject(
+        new WrennError(
+          'unavailable',
+          `the agent exited (code ${code}) before it was ready; see ${join(dir, 'agent.log')}`,
+        ),
+      );
     });
   });
   return { child, url };
@@ -96,7 +142,9 @@ export function envLines(url: string, key: string): string[] {
 export function registerUpCommand(program: Command): void {
   program
     .command('up')
-    .description('start Wrenn on this machine: control plane + one agent (SQLite, user-mode networking)')
+    .description(
+      'start Wrenn on this machine: control plane + one agent (SQLite, user-mode networking)',
+    )
     .option('--host <addr>', 'address to bind the API and gateway', '127.0.0.1')
     .option('--port <n>', 'API and gateway port', '3000')
     .option('--no-build', 'do not build missing images')
@@ -104,17 +152,35 @@ export function registerUpCommand(program: Command): void {
       const o = allOpts(cmd) as { dir?: string; host: string; port: string; build: boolean };
       const dir = wrennDir(o.dir);
       if (o.build) await buildImages(dir);
-      const cp = await startFromFlags({ dir, host: o.host, port: o.port, databaseUrl: undefined }, process.env.WRENN_LOG_LEVEL ?? 'warn');
+      const cp = await startFromFlags(
+        { dir, host: o.host, port: o.port, databaseUrl: undefined },
+        process.env.WRENN_LOG_LEVEL ?? 'warn',
+      );
       let agent: ChildProcess | undefined;
       try {
-        const started = await startAgentChild(dir, await agentJoinArgs(cp, dir));
+        const joining = await agentJoinArgs(cp, dir);
+        const started = await startAgentChild(dir, joining.args);
         agent = started.child;
+        if (joining.reusedHostId) {
+          // The agent listens on a fresh port each start; the host row must follow it.
+          await cp.core.db.kysely
+            .updateTable('hosts')
+            .set({ agent_url: started.url })
+            .where('id', '=', joining.reusedHostId)
+            .execute();
+          cp.core.agents.forget(joining.reusedHostId);
+        }
         const key = (cp.adminKey ?? readFileSync(join(dir, ADMIN_KEY_FILE), 'utf8')).trim();
         const lines = envLines(cp.url, key);
         await writeFileAtomic(join(dir, ENV_FILE), `${lines.join('\n')}\n`, 0o600);
         process.stdout.write(`Wrenn is ready\n${lines.join('\n')}\n`);
-        if (cp.adminKey) process.stderr.write(`wrenn: created the admin API key (saved 0600 in ${join(dir, ADMIN_KEY_FILE)})\n`);
-        const exited = new Promise<string>((resolve) => agent!.once('exit', (code) => resolve(`agent exited (code ${code})`)));
+        if (cp.adminKey)
+          process.stderr.write(
+            `wrenn: created the admin API key (saved 0600 in ${join(dir, ADMIN_KEY_FILE)})\n`,
+          );
+        const exited = new Promise<string>((resolve) =>
+          agent!.once('exit', (code) => resolve(`agent exited (code ${code})`)),
+        );
         const why = await Promise.race([untilSignal(), exited]);
         if (why.startsWith('agent')) {
           process.stderr.write(`wrenn: ${why}; stopping. See ${join(dir, 'agent.log')}\n`);

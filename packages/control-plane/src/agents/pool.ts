@@ -1,4 +1,4 @@
-import { Code, ConnectError, type Client, createClient } from '@connectrpc/connect';
+import { type Client, Code, ConnectError, createClient } from '@connectrpc/connect';
 import { createConnectTransport } from '@connectrpc/connect-node';
 import { WrennError } from '@wrenn/common';
 import { agentv1 } from '@wrenn/proto';
@@ -69,12 +69,18 @@ export function fromAgentError(e: unknown, what: string): WrennError {
       return new WrennError('deadline_exceeded', msg, { cause: e });
     case Code.Unauthenticated:
     case Code.PermissionDenied:
-      return new WrennError('bad_gateway', `${what}: the agent rejected this control plane's host token`, { cause: e });
+      return new WrennError(
+        'bad_gateway',
+        `${what}: the agent rejected this control plane's host token`,
+        { cause: e },
+      );
     default:
       return new WrennError('internal', msg, { cause: e });
   }
 }
 
 export function isAgentNotFound(e: unknown): boolean {
-  return e instanceof ConnectError ? e.code === Code.NotFound : ConnectError.from(e).code === Code.NotFound;
+  return e instanceof ConnectError
+    ? e.code === Code.NotFound
+    : ConnectError.from(e).code === Code.NotFound;
 }

@@ -46,7 +46,10 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Db> {
       close: () => kysely.destroy(),
     };
   }
-  if (url) throw new Error(`DATABASE_URL must start with postgres:// or postgresql:// (got ${url.split(':')[0]}:…)`);
+  if (url)
+    throw new Error(
+      `DATABASE_URL must start with postgres:// or postgresql:// (got ${url.split(':')[0]}:…)`,
+    );
 
   mkdirSync(opts.dir, { recursive: true });
   const file = join(opts.dir, 'wrenn.db');

@@ -88,7 +88,11 @@ const migrations = (dialect: Dialect): Record<string, Migration> => ({
         .on('sandboxes')
         .columns(['team_id', 'created_at', 'id'])
         .execute();
-      await db.schema.createIndex('sandboxes_host_status').on('sandboxes').columns(['host_id', 'status']).execute();
+      await db.schema
+        .createIndex('sandboxes_host_status')
+        .on('sandboxes')
+        .columns(['host_id', 'status'])
+        .execute();
 
       await db.schema
         .createTable('sandbox_metadata')
@@ -129,7 +133,11 @@ const migrations = (dialect: Dialect): Record<string, Migration> => ({
         .addColumn('details', 'text', (c) => c.notNull())
         .addColumn('created_at', 'bigint', (c) => c.notNull())
         .execute();
-      await db.schema.createIndex('audit_team_id').on('audit_log').columns(['team_id', 'id']).execute();
+      await db.schema
+        .createIndex('audit_team_id')
+        .on('audit_log')
+        .columns(['team_id', 'id'])
+        .execute();
 
       await db.schema
         .createTable('metric_points')
@@ -152,6 +160,8 @@ export async function migrateToLatest(db: Kysely<any>, dialect: Dialect): Promis
   const { error, results } = await new Migrator({ db, provider }).migrateToLatest();
   if (error) {
     const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';
-    throw new Error(`database migration ${failed} failed: ${(error as Error).message ?? error}`, { cause: error });
+    throw new Error(`database migration ${failed} failed: ${(error as Error).message ?? error}`, {
+      cause: error,
+    });
   }
 }

@@ -65,7 +65,12 @@ export async function execCommand(target: EnvdTarget, input: ExecInput): Promise
   };
 
   const req = create(processv1.StartRequestSchema, {
-    process: { cmd: input.argv[0]!, args: input.argv.slice(1), envs: input.env ?? {}, cwd: input.cwd },
+    process: {
+      cmd: input.argv[0]!,
+      args: input.argv.slice(1),
+      envs: input.env ?? {},
+      cwd: input.cwd,
+    },
   });
   let exitCode: number | undefined;
   let error: string | undefined;
@@ -74,8 +79,10 @@ export async function execCommand(target: EnvdTarget, input: ExecInput): Promise
       const ev = res.event?.event;
       if (!ev) continue;
       if (ev.case === 'data') {
-        if (ev.value.output.case === 'stdout') outBytes = keep(out, outBytes, ev.value.output.value);
-        else if (ev.value.output.case === 'stderr') errBytes = keep(err, errBytes, ev.value.output.value);
+        if (ev.value.output.case === 'stdout')
+          outBytes = keep(out, outBytes, ev.value.output.value);
+        else if (ev.value.output.case === 'stderr')
+          errBytes = keep(err, errBytes, ev.value.output.value);
       } else if (ev.case === 'end') {
         exitCode = ev.value.exitCode;
         // A non-zero exit is a result, not an error; only a signal or an envd failure is.
@@ -85,15 +92,27 @@ export async function execCommand(target: EnvdTarget, input: ExecInput): Promise
   } catch (e) {
     const ce = ConnectError.from(e);
     if (ce.code === 4 /* DeadlineExceeded */) {
-      throw new WrennError('deadline_exceeded', `command did not finish within ${input.timeoutMs} ms`);
+      throw new WrennError(
+        'deadline_exceeded',
+        `command did not finish within ${input.timeoutMs} ms`,
+      );
     }
     if (ce.code === 3 /* InvalidArgument */ || ce.code === 5 /* NotFound */) {
       throw new WrennError('invalid_argument', `envd rejected the command: ${ce.rawMessage}`);
     }
-    throw new WrennError('bad_gateway', `envd did not run the command: ${ce.rawMessage}`, { cause: e });
+    throw new WrennError('bad_gateway', `envd did not run the command: ${ce.rawMessage}`, {
+      cause: e,
+    });
   }
-  if (exitCode === undefined) throw new WrennError('bad_gateway', 'envd closed the stream without an exit code');
-  return { stdout: Buffer.concat(out), stderr: Buffer.concat(err), exitCode, truncated, ...(error ? { error } : {}) };
+  if (exitCode === undefined)
+    throw new WrennError('bad_gateway', 'envd closed the stream without an exit code');
+  return {
+    stdout: Buffer.concat(out),
+    stderr: Buffer.concat(err),
+    exitCode,
+    truncated,
+    ...(error ? { error } : {}),
+  };
 }
 
 async function envdHttpError(res: Response, what: string): Promise<WrennError> {
@@ -106,7 +125,13 @@ async function envdHttpError(res: Response, what: string): Promise<WrennError> {
     // envd answered with plain text; keep it as the message.
   }
   const code =
-    res.status === 404 ? 'not_found' : res.status === 400 ? 'invalid_argument' : res.status === 507 ? 'resource_exhausted' : 'bad_gateway';
+    res.status === 404
+      ? 'not_found'
+      : res.status === 400
+        ? 'invalid_argument'
+        : res.status === 507
+          ? 'resource_exhausted'
+          : 'bad_gateway';
   return new WrennError(code, `${what}: ${message || `envd answered ${res.status}`}`);
 }
 
@@ -117,11 +142,20 @@ export async function readFile(target: EnvdTarget, path: string, user?: string):
   return res;
 }
 
-export async function writeFile(target: EnvdTarget, path: string, data: Uint8Array, user?: string): Promise<void> {
+export async function writeFile(
+  target: EnvdTarget,
+  path: string,
+  data: Uint8Array,
+  user?: string,
+): Promise<void> {
   const url = filesUrl(target, path, user);
   const form = new FormData();
   form.append('file', new Blob([data]), path.split('/').pop() || 'file');
-  const res = await fetch(url, { method: 'POST', body: form, headers: { ...target.headers, ...userHeader(user) } });
+  const res = await fetch(url, {
+    method: 'POST',
+    body: form,
+    headers: { ...target.headers, ...userHeader(user) },
+  });
   if (!res.ok) throw await envdHttpError(res, `write ${path}`);
   await res.arrayBuffer();
 }

@@ -1,8 +1,8 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
 import type { Duplex } from 'node:stream';
-import { WrennError, errorMessage } from '@wrenn/common';
 import type { Logger } from '@wrenn/common';
+import { errorMessage, WrennError } from '@wrenn/common';
 import type { SandboxService } from '../services/sandboxes.ts';
 
 /**
@@ -19,7 +19,16 @@ export interface GatewayRoute {
 }
 
 // Hop-by-hop headers belong to one connection, never forwarded (RFC 9110 §7.6.1).
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'host']);
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'te',
+  'trailer',
+  'upgrade',
+  'host',
+]);
 
 export class Gateway {
   private readonly httpAgent = new http.Agent({ keepAlive: true, maxSockets: 256 });
@@ -36,7 +45,10 @@ export class Gateway {
     const id = req.headers['e2b-sandbox-id'];
     const port = req.headers['e2b-sandbox-port'];
     if (typeof id === 'string' && id) {
-      return { sandboxId: id.toLowerCase(), port: typeof port === 'string' && /^\d+$/.test(port) ? Number(port) : 49983 };
+      return {
+        sandboxId: id.toLowerCase(),
+        port: typeof port === 'string' && /^\d+$/.test(port) ? Number(port) : 49983,
+      };
     }
     if (this.sandboxDomain && req.headers.host) {
       const host = req.headers.host.replace(/:\d+$/, '').toLowerCase();
@@ -70,7 +82,8 @@ export class Gateway {
       proxyRes.on('error', () => res.destroy());
     });
     proxyReq.on('error', (e) => {
-      if (!res.headersSent) sendError(res, new WrennError('bad_gateway', `agent unreachable: ${errorMessage(e)}`));
+      if (!res.headersSent)
+        sendError(res, new WrennError('bad_gateway', `agent unreachable: ${errorMessage(e)}`));
       else res.destroy();
     });
     res.on('close', () => {
@@ -83,7 +96,9 @@ export class Gateway {
   async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     const route = this.match(req);
     if (!route) {
-      socket.end('HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n{"code":"not_found","message":"no upgrade route"}');
+      socket.end(
+        'HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n{"code":"not_found","message":"no upgrade route"}',
+      );
       return;
     }
     let target: { url: string; headers: Record<string, string> };
@@ -91,17 +106,26 @@ export class Gateway {
       target = await this.sandboxes.gatewayTarget(route.sandboxId, route.port);
     } catch (e) {
       const body = JSON.stringify(toErrorBody(e));
-      socket.end(`HTTP/1.1 502 Bad Gateway\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+      socket.end(
+        `HTTP/1.1 502 Bad Gateway\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+      );
       return;
     }
     const url = new URL(target.url + (req.url ?? '/'));
-    const headers: Record<string, string | string[]> = { ...forwardHeaders(req.headers), ...target.headers };
+    const headers: Record<string, string | string[]> = {
+      ...forwardHeaders(req.headers),
+      ...target.headers,
+    };
     headers.connection = 'Upgrade';
     headers.upgrade = String(req.headers.upgrade ?? 'websocket');
-    const proxyReq = (url.protocol === 'https:' ? https : http).request(url, { method: req.method, headers });
+    const proxyReq = (url.protocol === 'https:' ? https : http).request(url, {
+      method: req.method,
+      headers,
+    });
     proxyReq.on('upgrade', (proxyRes, proxySocket, proxyHead) => {
       const lines = [`HTTP/1.1 ${proxyRes.statusCode} ${proxyRes.statusMessage}`];
-      for (let i = 0; i < proxyRes.rawHeaders.length; i += 2) lines.push(`${proxyRes.rawHeaders[i]}: ${proxyRes.rawHeaders[i + 1]}`);
+      for (let i = 0; i < proxyRes.rawHeaders.length; i += 2)
+        lines.push(`${proxyRes.rawHeaders[i]}: ${proxyRes.rawHeaders[i + 1]}`);
       socket.write(`${lines.join('\r\n')}\r\n\r\n`);
       if (proxyHead.length) socket.write(proxyHead);
       if (head.length) proxySocket.write(head);
@@ -111,7 +135,10 @@ export class Gateway {
     });
     proxyReq.on('response', (proxyRes) => {
       // The upstream refused the upgrade: relay its answer and close.
-      const lines = [`HTTP/1.1 ${proxyRes.statusCode} ${proxyRes.statusMessage}`, 'connection: close'];
+      const lines = [
+        `HTTP/1.1 ${proxyRes.statusCode} ${proxyRes.statusMessage}`,
+        'connection: close',
+      ];
       socket.write(`${lines.join('\r\n')}\r\n\r\n`);
       proxyRes.pipe(socket);
     });
@@ -146,6 +173,9 @@ function sendError(res: ServerResponse, e: unknown) {
   const body = JSON.stringify(err.toJSON());
   // The e2b SDK treats 502 as "sandbox not running": unknown and paused both answer 502.
   const status = err.code === 'bad_gateway' || err.code === 'not_found' ? 502 : err.httpStatus;
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(body),
+  });
   res.end(body);
 }

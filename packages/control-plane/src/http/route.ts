@@ -48,9 +48,18 @@ export class RouteRegistry {
       handler: async (req, reply) => {
         const params = parse('path', spec.params, req.params);
         const query = parse('query', spec.query, req.query);
-        const body = spec.rawBody ? req.body : parse('body', spec.body, req.body ?? (spec.body ? {} : undefined));
+        const body = spec.rawBody
+          ? req.body
+          : parse('body', spec.body, req.body ?? (spec.body ? {} : undefined));
         const caller = (req as FastifyRequest & { caller?: Caller }).caller as Caller;
-        const result = await spec.handler({ caller, params, query, body, req, reply } as RouteContext<P, Q, B>);
+        const result = await spec.handler({
+          caller,
+          params,
+          query,
+          body,
+          req,
+          reply,
+        } as RouteContext<P, Q, B>);
         if (reply.sent) return reply;
         reply.code(spec.response.status);
         if (result === undefined) return reply.send();

@@ -6,7 +6,9 @@ import { z } from 'zod/v4';
  * (http/validate.ts) and generate `/openapi.json` (http/openapi.ts), so they cannot drift.
  */
 
-export const Id = z.string().regex(ID_PATTERN, 'must be lowercase letters, digits and dashes (max 63)');
+export const Id = z
+  .string()
+  .regex(ID_PATTERN, 'must be lowercase letters, digits and dashes (max 63)');
 export const IdParams = z.object({ id: Id });
 
 const StringMap = z.record(z.string().min(1).max(256), z.string().max(4096));
@@ -16,8 +18,14 @@ export const ErrorBody = z
   .meta({ id: 'Error', description: 'Every error: a stable code and a human-readable message.' });
 
 export const Lifecycle = z.object({
-  onTimeout: z.enum(['kill', 'pause']).default('kill').describe('What happens when the timeout elapses'),
-  autoResume: z.boolean().default(false).describe('Traffic through the gateway to a paused sandbox resumes it'),
+  onTimeout: z
+    .enum(['kill', 'pause'])
+    .default('kill')
+    .describe('What happens when the timeout elapses'),
+  autoResume: z
+    .boolean()
+    .default(false)
+    .describe('Traffic through the gateway to a paused sandbox resumes it'),
 });
 
 export const CreateSandboxBody = z
@@ -26,7 +34,12 @@ export const CreateSandboxBody = z
     vcpus: z.int().min(1).max(64).optional(),
     memoryMb: z.int().min(128).max(1_048_576).optional(),
     diskMb: z.int().min(256).max(4_194_304).optional(),
-    timeoutSeconds: z.int().min(0).max(31 * 86_400).optional().describe('0 = no timeout'),
+    timeoutSeconds: z
+      .int()
+      .min(0)
+      .max(31 * 86_400)
+      .optional()
+      .describe('0 = no timeout'),
     lifecycle: Lifecycle.optional(),
     metadata: StringMap.optional(),
     envVars: StringMap.optional(),
@@ -39,7 +52,17 @@ export const Sandbox = z
     teamId: z.string(),
     templateId: z.string(),
     hostId: z.string(),
-    status: z.enum(['starting', 'running', 'pausing', 'paused', 'resuming', 'stopping', 'stopped', 'missing', 'error']),
+    status: z.enum([
+      'starting',
+      'running',
+      'pausing',
+      'paused',
+      'resuming',
+      'stopping',
+      'stopped',
+      'missing',
+      'error',
+    ]),
     vcpus: z.int(),
     memoryMb: z.int(),
     diskMb: z.int(),
@@ -64,22 +87,51 @@ export const ListSandboxesQuery = z
   })
   .strict();
 
-export const SandboxList = z.object({ sandboxes: z.array(Sandbox), nextToken: z.string().nullable() });
+export const SandboxList = z.object({
+  sandboxes: z.array(Sandbox),
+  nextToken: z.string().nullable(),
+});
 
-export const TimeoutBody = z.object({ timeoutSeconds: z.int().min(0).max(31 * 86_400) }).strict();
-export const ResumeBody = z.object({ timeoutSeconds: z.int().min(0).max(31 * 86_400).optional() }).strict();
+export const TimeoutBody = z
+  .object({
+    timeoutSeconds: z
+      .int()
+      .min(0)
+      .max(31 * 86_400),
+  })
+  .strict();
+export const ResumeBody = z
+  .object({
+    timeoutSeconds: z
+      .int()
+      .min(0)
+      .max(31 * 86_400)
+      .optional(),
+  })
+  .strict();
 
 export const ExecBody = z
   .object({
-    cmd: z.string().min(1).max(1 << 20).optional().describe('Shell command, run with /bin/sh -c'),
+    cmd: z
+      .string()
+      .min(1)
+      .max(1 << 20)
+      .optional()
+      .describe('Shell command, run with /bin/sh -c'),
     argv: z.array(z.string()).min(1).max(4096).optional().describe('Exact argv, no shell'),
     env: StringMap.optional(),
     cwd: z.string().max(4096).optional(),
-    user: z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/).optional().describe('Default: user'),
+    user: z
+      .string()
+      .regex(/^[a-z_][a-z0-9_-]{0,31}$/)
+      .optional()
+      .describe('Default: user'),
     timeoutMs: z.int().min(1).max(3_600_000).optional(),
   })
   .strict()
-  .refine((b) => (b.cmd === undefined) !== (b.argv === undefined), { message: 'give exactly one of cmd and argv' });
+  .refine((b) => (b.cmd === undefined) !== (b.argv === undefined), {
+    message: 'give exactly one of cmd and argv',
+  });
 
 export const ExecResult = z
   .object({
@@ -96,11 +148,16 @@ export const ExecResult = z
 export const FileQuery = z
   .object({
     path: z.string().min(1).max(4096),
-    user: z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/).optional(),
+    user: z
+      .string()
+      .regex(/^[a-z_][a-z0-9_-]{0,31}$/)
+      .optional(),
   })
   .strict();
 
-export const MetricsQuery = z.object({ since: z.coerce.number().int().min(0).optional().describe('epoch ms') }).strict();
+export const MetricsQuery = z
+  .object({ since: z.coerce.number().int().min(0).optional().describe('epoch ms') })
+  .strict();
 export const MetricPoint = z.object({
   timestamp: z.string(),
   cpuUsedPct: z.number(),
@@ -141,7 +198,11 @@ export const Load = z.object({
   sandboxesPaused: z.int().min(0),
 });
 export const RegisterBody = z
-  .object({ registrationToken: z.string().min(1).max(200), agentUrl: z.url({ protocol: /^https?$/ }), capacity: Capacity })
+  .object({
+    registrationToken: z.string().min(1).max(200),
+    agentUrl: z.url({ protocol: /^https?$/ }),
+    capacity: Capacity,
+  })
   .strict();
 export const HeartbeatBody = z.object({
   capacity: Capacity,
@@ -165,7 +226,9 @@ export const Host = z
 export const CreateKeyBody = z
   .object({
     name: z.string().min(1).max(100),
-    teamId: Id.optional().describe('Admin only: create the key in (and if needed create) this team'),
+    teamId: Id.optional().describe(
+      'Admin only: create the key in (and if needed create) this team',
+    ),
   })
   .strict();
 export const ApiKey = z

@@ -2,6 +2,7 @@ import http from 'node:http';
 import { WrennError } from '@wrenn/common';
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { Core } from '../core.ts';
+import { e2bRoutes } from '../e2b/routes.ts';
 import { Gateway } from '../gateway/gateway.ts';
 import type { Caller } from '../services/keys.ts';
 import { installErrorHandling } from './errors.ts';
@@ -10,7 +11,6 @@ import { RateLimiter } from './rate-limit.ts';
 import { type RouteAuth, RouteRegistry } from './route.ts';
 import { hostRoutes, keyRoutes, templateRoutes } from './routes/admin.ts';
 import { sandboxRoutes } from './routes/sandboxes.ts';
-import { e2bRoutes } from '../e2b/routes.ts';
 
 export const API_VERSION = '0.1.0';
 
@@ -70,20 +70,30 @@ export function buildServer(core: Core): BuiltServer {
     try {
       done(null, JSON.parse(text));
     } catch (e) {
-      done(new WrennError('invalid_argument', `malformed JSON body: ${(e as Error).message}`), undefined);
+      done(
+        new WrennError('invalid_argument', `malformed JSON body: ${(e as Error).message}`),
+        undefined,
+      );
     }
   });
   // File uploads: raw bytes, whatever the content type says.
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
 
-  const limiter = new RateLimiter(core.config.rateLimit.perSecond, core.config.rateLimit.burst, core.clock);
+  const limiter = new RateLimiter(
+    core.config.rateLimit.perSecond,
+    core.config.rateLimit.burst,
+    core.clock,
+  );
   app.addHook('onRequest', async (req, reply) => {
     if (req.routeOptions.config?.auth !== 'key') return;
     const caller = await core.keys.authenticate(presentedKey(req));
     const wait = limiter.take(caller.keyId);
     if (wait > 0) {
       reply.header('retry-after', String(wait));
-      throw new WrennError('resource_exhausted', `rate limit of ${core.config.rateLimit.perSecond} requests/s per API key exceeded; retry in ${wait} s`);
+      throw new WrennError(
+        'resource_exhausted',
+        `rate limit of ${core.config.rateLimit.perSecond} requests/s per API key exceeded; retry in ${wait} s`,
+      );
     }
     req.caller = caller;
   });

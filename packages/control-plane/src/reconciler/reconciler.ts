@@ -65,9 +65,18 @@ export class Reconciler {
   }
 
   private async pass(): Promise<ReconcileReport> {
-    const report: ReconcileReport = { hostsMarkedUnreachable: [], changed: {}, destroyed: [], errors: [] };
+    const report: ReconcileReport = {
+      hostsMarkedUnreachable: [],
+      changed: {},
+      destroyed: [],
+      errors: [],
+    };
     await this.markUnreachable(report);
-    const hosts = await this.db.kysely.selectFrom('hosts').selectAll().where('status', '=', 'ready').execute();
+    const hosts = await this.db.kysely
+      .selectFrom('hosts')
+      .selectAll()
+      .where('status', '=', 'ready')
+      .execute();
     for (const host of hosts) {
       try {
         await this.reconcileHost(host, report);
@@ -110,13 +119,21 @@ export class Reconciler {
         .execute();
       for (const s of lost) report.changed[s.id] = `${s.status}→missing`;
       report.hostsMarkedUnreachable.push(id);
-      await this.audit.record({ teamId: null, actor: 'system', action: 'host.unreachable', targetId: id, details: { sandboxes: lost.map((s) => s.id) } });
+      await this.audit.record({
+        teamId: null,
+        actor: 'system',
+        action: 'host.unreachable',
+        targetId: id,
+        details: { sandboxes: lost.map((s) => s.id) },
+      });
     }
   }
 
   async reconcileHost(host: HostRow, report: ReconcileReport): Promise<void> {
     const res = await this.agents.for(host).list({});
-    const onAgent = new Map<string, agentv1.SandboxInfo>(res.sandboxes.map((s) => [s.sandboxId, s]));
+    const onAgent = new Map<string, agentv1.SandboxInfo>(
+      res.sandboxes.map((s) => [s.sandboxId, s]),
+    );
     const autoPaused = new Set(res.autoPausedIds);
     const rows = await this.db.kysely
       .selectFrom('sandboxes')
@@ -129,7 +146,9 @@ export class Reconciler {
     for (const row of rows) {
       known.add(row.id);
       const info = onAgent.get(row.id);
-      const inGrace = TRANSIENT.includes(row.status) && now - Number(row.status_changed_at) < this.config.transientGraceMs;
+      const inGrace =
+        TRANSIENT.includes(row.status) &&
+        now - Number(row.status_changed_at) < this.config.transientGraceMs;
       if (inGrace) continue;
       if (!info) {
         // Gone from the agent (killed by its TTL reaper, or lost with its disk).
@@ -137,12 +156,27 @@ export class Reconciler {
         continue;
       }
       const fields = rowFieldsFromAgent(info);
-      if (fields.status === row.status && Number(row.end_at ?? 0) === Number(fields.end_at ?? 0)) continue;
+      if (fields.status === row.status && Number(row.end_at ?? 0) === Number(fields.end_at ?? 0))
+        continue;
       if (fields.status === row.status) {
-        await this.db.kysely.updateTable('sandboxes').set({ end_at: fields.end_at }).where('id', '=', row.id).execute();
+        await this.db.kysely
+          .updateTable('sandboxes')
+          .set({ end_at: fields.end_at })
+          .where('id', '=', row.id)
+          .execute();
         continue;
       }
-      await this.setStatus(row, fields.status, report, { end_at: fields.end_at, started_at: fields.started_at ?? row.started_at, error: fields.error }, autoPaused.has(row.id) ? 'auto-paused' : undefined);
+      await this.setStatus(
+        row,
+        fields.status,
+        report,
+        {
+          end_at: fields.end_at,
+          started_at: fields.started_at ?? row.started_at,
+          error: fields.error,
+        },
+        autoPaused.has(row.id) ? 'auto-paused' : undefined,
+      );
     }
     // Sandboxes the DB calls stopped but the agent still holds: destroy (the user killed
     // them while the host was unreachable, or a create was abandoned).
@@ -172,7 +206,13 @@ export class Reconciler {
     }
   }
 
-  private async setStatus(row: SandboxRow, to: SandboxStatus, report: ReconcileReport, extra: Partial<SandboxRow>, reason?: string) {
+  private async setStatus(
+    row: SandboxRow,
+    to: SandboxStatus,
+    report: ReconcileReport,
+    extra: Partial<SandboxRow>,
+    reason?: string,
+  ) {
     // Conditional on the status we read: a user action that raced in wins.
     const r = await this.db.kysely
       .updateTable('sandboxes')

@@ -42,11 +42,20 @@ export class AuditLog {
   }
 
   /** `teamId` null = every team (admin). `before` pages backwards by id. */
-  async list(opts: { teamId: string | null; limit: number; before?: number; action?: string }): Promise<{
+  async list(opts: {
+    teamId: string | null;
+    limit: number;
+    before?: number;
+    action?: string;
+  }): Promise<{
     entries: AuditView[];
     nextToken: string | null;
   }> {
-    let q = this.db.kysely.selectFrom('audit_log').selectAll().orderBy('id', 'desc').limit(opts.limit + 1);
+    let q = this.db.kysely
+      .selectFrom('audit_log')
+      .selectAll()
+      .orderBy('id', 'desc')
+      .limit(opts.limit + 1);
     if (opts.teamId !== null) q = q.where('team_id', '=', opts.teamId);
     if (opts.before !== undefined) q = q.where('id', '<', opts.before);
     if (opts.action) q = q.where('action', '=', opts.action);

@@ -1,6 +1,6 @@
-import { WrennError, newId } from '@wrenn/common';
-import { hashSecret, newToken, secretsEqual } from '../auth/secrets.ts';
+import { newId, WrennError } from '@wrenn/common';
 import type { AgentPool } from '../agents/pool.ts';
+import { hashSecret, newToken, secretsEqual } from '../auth/secrets.ts';
 import type { Db } from '../db/database.ts';
 import type { HostRow } from '../db/schema.ts';
 import type { AuditLog } from './audit.ts';
@@ -47,7 +47,8 @@ export class HostService {
   ) {}
 
   private requireAdmin(caller: Caller) {
-    if (!caller.isAdmin) throw new WrennError('permission_denied', 'hosts are managed with the admin key');
+    if (!caller.isAdmin)
+      throw new WrennError('permission_denied', 'hosts are managed with the admin key');
   }
 
   async createRegistrationToken(caller: Caller): Promise<{ token: string; expiresAt: string }> {
@@ -57,14 +58,29 @@ export class HostService {
     const expires = now + this.registrationTokenTtlMs;
     await this.db.kysely
       .insertInto('registration_tokens')
-      .values({ id: newId(12), token_hash: hashSecret(token), created_at: now, expires_at: expires, used_at: null, host_id: null })
+      .values({
+        id: newId(12),
+        token_hash: hashSecret(token),
+        created_at: now,
+        expires_at: expires,
+        used_at: null,
+        host_id: null,
+      })
       .execute();
-    await this.audit.record({ teamId: caller.teamId, actor: caller.keyId, action: 'host.token.create' });
+    await this.audit.record({
+      teamId: caller.teamId,
+      actor: caller.keyId,
+      action: 'host.token.create',
+    });
     return { token, expiresAt: new Date(expires).toISOString() };
   }
 
   /** One-time: the token is consumed by a conditional update, so two agents cannot share it. */
-  async register(input: { registrationToken: string; agentUrl: string; capacity: Capacity }): Promise<{
+  async register(input: {
+    registrationToken: string;
+    agentUrl: string;
+    capacity: Capacity;
+  }): Promise<{
     hostId: string;
     hostToken: string;
   }> {
@@ -80,7 +96,10 @@ export class HostService {
         .where('expires_at', '>', now)
         .executeTakeFirst();
       if (Number(used.numUpdatedRows) !== 1) {
-        throw new WrennError('unauthenticated', 'registration token is unknown, expired or already used');
+        throw new WrennError(
+          'unauthenticated',
+          'registration token is unknown, expired or already used',
+        );
       }
       await trx
         .insertInto('hosts')
@@ -119,7 +138,11 @@ export class HostService {
 
   /** Verifies a host token; unknown host and wrong token look the same (401). */
   async authenticateHost(hostId: string, token: string | undefined): Promise<HostRow> {
-    const row = await this.db.kysely.selectFrom('hosts').selectAll().where('id', '=', hostId).executeTakeFirst();
+    const row = await this.db.kysely
+      .selectFrom('hosts')
+      .selectAll()
+      .where('id', '=', hostId)
+      .executeTakeFirst();
     if (!token || !row || !secretsEqual(row.host_token, token)) {
       throw new WrennError('unauthenticated', 'unknown host or wrong host token');
     }
@@ -150,14 +173,23 @@ export class HostService {
       .where('id', '=', host.id)
       .execute();
     if (host.status !== 'ready') {
-      await this.audit.record({ teamId: null, actor: `host:${host.id}`, action: 'host.recovered', targetId: host.id });
+      await this.audit.record({
+        teamId: null,
+        actor: `host:${host.id}`,
+        action: 'host.recovered',
+        targetId: host.id,
+      });
       this.onHostRecovered(host.id);
     }
   }
 
   async list(caller: Caller): Promise<HostView[]> {
     this.requireAdmin(caller);
-    const rows = await this.db.kysely.selectFrom('hosts').selectAll().orderBy('created_at', 'asc').execute();
+    const rows = await this.db.kysely
+      .selectFrom('hosts')
+      .selectAll()
+      .orderBy('created_at', 'asc')
+      .execute();
     return rows.map(hostView);
   }
 
@@ -167,7 +199,11 @@ export class HostService {
   }
 
   async row(hostId: string): Promise<HostRow> {
-    const row = await this.db.kysely.selectFrom('hosts').selectAll().where('id', '=', hostId).executeTakeFirst();
+    const row = await this.db.kysely
+      .selectFrom('hosts')
+      .selectAll()
+      .where('id', '=', hostId)
+      .executeTakeFirst();
     if (!row) throw new WrennError('not_found', `host '${hostId}' not found`);
     return row;
   }
@@ -186,11 +222,19 @@ export class HostService {
       .where('status', 'not in', ['stopped', 'error'])
       .executeTakeFirstOrThrow();
     if (Number(held.n) > 0) {
-      throw new WrennError('conflict', `host '${hostId}' still holds ${held.n} sandbox(es); kill them first`);
+      throw new WrennError(
+        'conflict',
+        `host '${hostId}' still holds ${held.n} sandbox(es); kill them first`,
+      );
     }
     await this.db.kysely.deleteFrom('hosts').where('id', '=', hostId).execute();
     this.agents.forget(hostId);
-    await this.audit.record({ teamId: caller.teamId, actor: caller.keyId, action: 'host.delete', targetId: hostId });
+    await this.audit.record({
+      teamId: caller.teamId,
+      actor: caller.keyId,
+      action: 'host.delete',
+      targetId: hostId,
+    });
   }
 }
 

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { WrennError, isValidId, newId, writeFileAtomic } from '@wrenn/common';
+import { isValidId, newId, WrennError, writeFileAtomic } from '@wrenn/common';
 import { hashSecret, newApiKey } from '../auth/secrets.ts';
 import type { Db } from '../db/database.ts';
 import type { ApiKeyRow } from '../db/schema.ts';
@@ -53,7 +53,12 @@ export class KeyService {
     await this.ensureTeam(ADMIN_TEAM, 'Default team');
     const { key } = await this.insertKey(ADMIN_TEAM, 'admin', true);
     await writeFileAtomic(join(dir, ADMIN_KEY_FILE), `${key}\n`, 0o600);
-    await this.audit.record({ teamId: ADMIN_TEAM, actor: 'system', action: 'key.create', details: { admin: true } });
+    await this.audit.record({
+      teamId: ADMIN_TEAM,
+      actor: 'system',
+      action: 'key.create',
+      details: { admin: true },
+    });
     return key;
   }
 
@@ -68,7 +73,11 @@ export class KeyService {
 
   /** Resolves a presented key; unknown and revoked keys are the same 401 to the caller. */
   async authenticate(rawKey: string | undefined): Promise<Caller> {
-    if (!rawKey) throw new WrennError('unauthenticated', 'missing API key: send X-API-Key or Authorization: Bearer');
+    if (!rawKey)
+      throw new WrennError(
+        'unauthenticated',
+        'missing API key: send X-API-Key or Authorization: Bearer',
+      );
     const row = await this.db.kysely
       .selectFrom('api_keys')
       .select(['id', 'team_id', 'is_admin', 'last_used_at'])
@@ -79,20 +88,35 @@ export class KeyService {
     const now = this.clock();
     // Coarse last-used stamp: one write a minute per key, not one per request.
     if (row.last_used_at === null || now - Number(row.last_used_at) > LAST_USED_RESOLUTION_MS) {
-      await this.db.kysely.updateTable('api_keys').set({ last_used_at: now }).where('id', '=', row.id).execute();
+      await this.db.kysely
+        .updateTable('api_keys')
+        .set({ last_used_at: now })
+        .where('id', '=', row.id)
+        .execute();
     }
     return { keyId: row.id, teamId: row.team_id, isAdmin: row.is_admin === 1 };
   }
 
   /** Non-admins create keys for their own team; the admin may name (and so create) a team. */
-  async create(caller: Caller, input: { name: string; teamId?: string }): Promise<{ key: string; info: ApiKeyView }> {
+  async create(
+    caller: Caller,
+    input: { name: string; teamId?: string },
+  ): Promise<{ key: string; info: ApiKeyView }> {
     const teamId = input.teamId ?? caller.teamId;
     if (teamId !== caller.teamId && !caller.isAdmin) {
-      throw new WrennError('permission_denied', 'only the admin key can create keys for another team');
+      throw new WrennError(
+        'permission_denied',
+        'only the admin key can create keys for another team',
+      );
     }
     await this.ensureTeam(teamId);
     const { key, row } = await this.insertKey(teamId, input.name, false);
-    await this.audit.record({ teamId, actor: caller.keyId, action: 'key.create', targetId: row.id });
+    await this.audit.record({
+      teamId,
+      actor: caller.keyId,
+      action: 'key.create',
+      targetId: row.id,
+    });
     return { key, info: keyView(row) };
   }
 
@@ -111,10 +135,20 @@ export class KeyService {
     if (!caller.isAdmin) q = q.where('team_id', '=', caller.teamId);
     const row = await q.executeTakeFirst();
     if (!row) throw new WrennError('not_found', `API key '${keyId}' not found`);
-    if (row.revoked_at !== null) throw new WrennError('conflict', `API key '${keyId}' is already revoked`);
+    if (row.revoked_at !== null)
+      throw new WrennError('conflict', `API key '${keyId}' is already revoked`);
     const now = this.clock();
-    await this.db.kysely.updateTable('api_keys').set({ revoked_at: now }).where('id', '=', keyId).execute();
-    await this.audit.record({ teamId: row.team_id, actor: caller.keyId, action: 'key.revoke', targetId: keyId });
+    await this.db.kysely
+      .updateTable('api_keys')
+      .set({ revoked_at: now })
+      .where('id', '=', keyId)
+      .execute();
+    await this.audit.record({
+      teamId: row.team_id,
+      actor: caller.keyId,
+      action: 'key.revoke',
+      targetId: keyId,
+    });
     return keyView({ ...row, revoked_at: now });
   }
 

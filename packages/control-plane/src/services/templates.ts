@@ -91,7 +91,11 @@ export class TemplateService {
       .executeTakeFirst();
     if (!row) {
       const pub = await this.resolve(caller.teamId, templateId);
-      if (pub) throw new WrennError('permission_denied', `template '${templateId}' is built in and cannot be deleted`);
+      if (pub)
+        throw new WrennError(
+          'permission_denied',
+          `template '${templateId}' is built in and cannot be deleted`,
+        );
       throw new WrennError('not_found', `template '${templateId}' not found`);
     }
     const inUse = await this.db.kysely
@@ -101,9 +105,14 @@ export class TemplateService {
       .where('template_id', '=', templateId)
       .where('status', 'not in', ['stopped', 'error'])
       .executeTakeFirst();
-    if (inUse) throw new WrennError('conflict', `template '${templateId}' is used by sandbox '${inUse.id}'`);
+    if (inUse)
+      throw new WrennError('conflict', `template '${templateId}' is used by sandbox '${inUse.id}'`);
     if (row.host_id) {
-      const host = await this.db.kysely.selectFrom('hosts').selectAll().where('id', '=', row.host_id).executeTakeFirst();
+      const host = await this.db.kysely
+        .selectFrom('hosts')
+        .selectAll()
+        .where('id', '=', row.host_id)
+        .executeTakeFirst();
       if (host) {
         try {
           await this.agents.for(host).deleteTemplate({ teamId: caller.teamId, templateId });
@@ -113,8 +122,17 @@ export class TemplateService {
         }
       }
     }
-    await this.db.kysely.deleteFrom('templates').where('team_id', '=', caller.teamId).where('id', '=', templateId).execute();
-    await this.audit.record({ teamId: caller.teamId, actor: caller.keyId, action: 'template.delete', targetId: templateId });
+    await this.db.kysely
+      .deleteFrom('templates')
+      .where('team_id', '=', caller.teamId)
+      .where('id', '=', templateId)
+      .execute();
+    await this.audit.record({
+      teamId: caller.teamId,
+      actor: caller.keyId,
+      action: 'template.delete',
+      targetId: templateId,
+    });
   }
 
   async insertSnapshot(row: TemplateRow): Promise<TemplateView> {

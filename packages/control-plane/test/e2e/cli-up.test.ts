@@ -86,7 +86,10 @@ describe('wrenn up + sandbox commands (real VMs)', () => {
   });
 
   it('creates a sandbox and runs a command in it', async () => {
-    const c = await wrenn(['sandbox', 'create', '-t', 'minimal', '--memory', '256', '--timeout', '0'], env);
+    const c = await wrenn(
+      ['sandbox', 'create', '-t', 'minimal', '--memory', '256', '--timeout', '0'],
+      env,
+    );
     expect(c.code, c.stderr).toBe(0);
     id = c.stdout.trim();
     const r = await wrenn(['sandbox', 'exec', id, 'echo "hi from $(uname -s)"; exit 3'], env);
@@ -96,18 +99,28 @@ describe('wrenn up + sandbox commands (real VMs)', () => {
   it('copies a file in and back out, byte for byte', async () => {
     const data = Buffer.from(Array.from({ length: 300_000 }, (_, i) => (i * 7 + 3) % 256));
     writeFileSync(join(work, 'in.bin'), data);
-    expect((await wrenn(['sandbox', 'cp', join(work, 'in.bin'), `${id}:/tmp/in.bin`], env)).code).toBe(0);
-    expect((await wrenn(['sandbox', 'exec', id, 'wc -c < /tmp/in.bin'], env)).stdout.trim()).toBe('300000');
-    expect((await wrenn(['sandbox', 'cp', `${id}:/tmp/in.bin`, join(work, 'out.bin')], env)).code).toBe(0);
+    expect(
+      (await wrenn(['sandbox', 'cp', join(work, 'in.bin'), `${id}:/tmp/in.bin`], env)).code,
+    ).toBe(0);
+    expect((await wrenn(['sandbox', 'exec', id, 'wc -c < /tmp/in.bin'], env)).stdout.trim()).toBe(
+      '300000',
+    );
+    expect(
+      (await wrenn(['sandbox', 'cp', `${id}:/tmp/in.bin`, join(work, 'out.bin')], env)).code,
+    ).toBe(0);
     expect(readFileSync(join(work, 'out.bin')).equals(data)).toBe(true);
   });
 
   it('runs an interactive shell through a PTY', async () => {
-    const term = pty.spawn(process.execPath, [WRENN_BIN, 'sandbox', 'shell', id, '--cmd', '/bin/sh'], {
-      cols: 90,
-      rows: 20,
-      env: { ...process.env, ...env } as Record<string, string>,
-    });
+    const term = pty.spawn(
+      process.execPath,
+      [WRENN_BIN, 'sandbox', 'shell', id, '--cmd', '/bin/sh'],
+      {
+        cols: 90,
+        rows: 20,
+        env: { ...process.env, ...env } as Record<string, string>,
+      },
+    );
     let seen = '';
     const until = (re: RegExp) =>
       new Promise<void>((resolve) => {
@@ -133,9 +146,13 @@ describe('wrenn up + sandbox commands (real VMs)', () => {
     const listed = JSON.parse((await wrenn(['sandbox', 'ls', '--json'], env)).stdout);
     expect(listed.find((s: any) => s.sandboxId === id).status).toBe('paused');
     expect((await wrenn(['sandbox', 'resume', id], env)).stdout.trim()).toBe(`${id} running`);
-    expect((await wrenn(['sandbox', 'exec', id, 'wc -c < /tmp/in.bin'], env)).stdout.trim()).toBe('300000');
+    expect((await wrenn(['sandbox', 'exec', id, 'wc -c < /tmp/in.bin'], env)).stdout.trim()).toBe(
+      '300000',
+    );
     expect((await wrenn(['sandbox', 'kill', id], env)).code).toBe(0);
-    expect((await wrenn(['sandbox', 'info', id, '--json'], env)).stdout).toContain('"status": "stopped"');
+    expect((await wrenn(['sandbox', 'info', id, '--json'], env)).stdout).toContain(
+      '"status": "stopped"',
+    );
     id = '';
   });
 

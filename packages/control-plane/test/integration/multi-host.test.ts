@@ -1,8 +1,8 @@
 import { rmSync } from 'node:fs';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createLogger } from '@wrenn/common';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { type RunningControlPlane, startControlPlane } from '../../src/index.ts';
-import { type TestPostgres, startPostgres } from '../support/postgres.ts';
+import { startPostgres, type TestPostgres } from '../support/postgres.ts';
 import { type AgentProcess, agentDir, killVmsUnder, spawnAgent } from '../support/real-agent.ts';
 
 /**
@@ -26,14 +26,21 @@ describe('multi-host on PostgreSQL with real agents', () => {
   const api = async (method: string, path: string, body?: unknown) => {
     const res = await fetch(`${cp.url}${path}`, {
       method,
-      headers: { 'x-api-key': key, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      headers: {
+        'x-api-key': key,
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
     const text = await res.text();
     return { status: res.status, body: text ? JSON.parse(text) : undefined };
   };
   const hostOf = async (agentUrl: string) =>
-    (await cp.core.db.kysely.selectFrom('hosts').selectAll().where('agent_url', '=', agentUrl).executeTakeFirstOrThrow());
+    await cp.core.db.kysely
+      .selectFrom('hosts')
+      .selectAll()
+      .where('agent_url', '=', agentUrl)
+      .executeTakeFirstOrThrow();
   /** Waits for the agent's own 5 s heartbeat to land at the control plane's current time. */
   const freshHeartbeat = async (agentUrl: string) => {
     const since = cp.core.clock();
@@ -45,12 +52,17 @@ describe('multi-host on PostgreSQL with real agents', () => {
     throw new Error(`no heartbeat from ${agentUrl}`);
   };
   const create = async () => {
-    const r = await api('POST', '/v1/sandboxes', { templateId: 'minimal', memoryMb: 256, timeoutSeconds: 0 });
+    const r = await api('POST', '/v1/sandboxes', {
+      templateId: 'minimal',
+      memoryMb: 256,
+      timeoutSeconds: 0,
+    });
     expect(r.status, JSON.stringify(r.body)).toBe(201);
     created.push(r.body.sandboxId);
     return r.body as { sandboxId: string; hostId: string };
   };
-  const exec = async (id: string, cmd: string) => (await api('POST', `/v1/sandboxes/${id}/exec`, { cmd })).body;
+  const exec = async (id: string, cmd: string) =>
+    (await api('POST', `/v1/sandboxes/${id}/exec`, { cmd })).body;
 
   beforeAll(async () => {
     pg = await startPostgres();
@@ -85,7 +97,9 @@ describe('multi-host on PostgreSQL with real agents', () => {
   it('registers both hosts over PostgreSQL', async () => {
     const r = await api('GET', '/v1/hosts');
     expect(r.body.hosts.map((h: any) => h.status)).toEqual(['ready', 'ready']);
-    expect(new Set(r.body.hosts.map((h: any) => h.agentUrl))).toEqual(new Set([agents.a!.url, agents.b!.url]));
+    expect(new Set(r.body.hosts.map((h: any) => h.agentUrl))).toEqual(
+      new Set([agents.a!.url, agents.b!.url]),
+    );
   });
 
   let onA = '';
@@ -96,9 +110,12 @@ describe('multi-host on PostgreSQL with real agents', () => {
     const s2 = await create();
     expect(s1.hostId).not.toBe(s2.hostId);
     const hostB = (await hostOf(agents.b!.url)).id;
-    [pausedOnB, onA] = s1.hostId === hostB ? [s1.sandboxId, s2.sandboxId] : [s2.sandboxId, s1.sandboxId];
+    [pausedOnB, onA] =
+      s1.hostId === hostB ? [s1.sandboxId, s2.sandboxId] : [s2.sandboxId, s1.sandboxId];
     // B's first sandbox gets a file, then is paused: B now has the least CPU/RAM in use.
-    expect((await exec(pausedOnB, 'echo kept > /tmp/marker && cat /tmp/marker')).stdout).toBe('kept\n');
+    expect((await exec(pausedOnB, 'echo kept > /tmp/marker && cat /tmp/marker')).stdout).toBe(
+      'kept\n',
+    );
     expect((await api('POST', `/v1/sandboxes/${pausedOnB}/pause`)).body.status).toBe('paused');
     await freshHeartbeat(agents.b!.url);
     const s3 = await create();
@@ -117,7 +134,9 @@ describe('multi-host on PostgreSQL with real agents', () => {
     expect((await api('GET', `/v1/sandboxes/${pausedOnB}`)).body.status).toBe('missing');
     expect((await api('GET', `/v1/sandboxes/${onA}`)).body.status).toBe('running');
     expect((await exec(onA, 'echo still')).stdout).toBe('still\n');
-    const gw = await fetch(`${cp.url}/health`, { headers: { 'E2b-Sandbox-Id': onB, 'E2b-Sandbox-Port': '49983' } });
+    const gw = await fetch(`${cp.url}/health`, {
+      headers: { 'E2b-Sandbox-Id': onB, 'E2b-Sandbox-Port': '49983' },
+    });
     expect(gw.status).toBe(502);
   });
 

@@ -1,7 +1,7 @@
-import { type FakeAgent, startFakeAgent } from './fake-agent.ts';
-import { type DialectName, type TestControlPlane, startTestControlPlane } from './control-plane.ts';
-import type { TestPostgres } from './postgres.ts';
 import type { StartControlPlaneOptions } from '../../src/index.ts';
+import { type DialectName, startTestControlPlane, type TestControlPlane } from './control-plane.ts';
+import { type FakeAgent, startFakeAgent } from './fake-agent.ts';
+import type { TestPostgres } from './postgres.ts';
 
 /** A control plane with `agents` fake hosts registered and heartbeating, plus a second team. */
 export interface TestCluster {
@@ -16,7 +16,11 @@ export interface TestCluster {
 export async function startTestCluster(
   dialect: DialectName,
   pg: TestPostgres | undefined,
-  opts: { agents?: number; capacity?: { vcpus: number; memoryMb: number; diskMb: number }; cp?: Partial<StartControlPlaneOptions> } = {},
+  opts: {
+    agents?: number;
+    capacity?: { vcpus: number; memoryMb: number; diskMb: number };
+    cp?: Partial<StartControlPlaneOptions>;
+  } = {},
 ): Promise<TestCluster> {
   const t = await startTestControlPlane(dialect, pg, opts.cp);
   const agents: FakeAgent[] = [];
@@ -27,7 +31,8 @@ export async function startTestCluster(
     agents.push(agent);
   }
   const other = await t.api('POST', '/v1/keys', { body: { name: 'other', teamId: 'other' } });
-  if (other.status !== 201) throw new Error(`could not create the second team's key: ${JSON.stringify(other.body)}`);
+  if (other.status !== 201)
+    throw new Error(`could not create the second team's key: ${JSON.stringify(other.body)}`);
   const heartbeatAll = async () => {
     for (const a of agents) {
       const r = await a.heartbeat(t.url);

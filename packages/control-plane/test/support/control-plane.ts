@@ -2,7 +2,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLogger } from '@wrenn/common';
-import { type RunningControlPlane, type StartControlPlaneOptions, startControlPlane } from '../../src/index.ts';
+import {
+  type RunningControlPlane,
+  type StartControlPlaneOptions,
+  startControlPlane,
+} from '../../src/index.ts';
 import type { TestPostgres } from './postgres.ts';
 
 export type DialectName = 'sqlite' | 'postgres';
@@ -23,7 +27,11 @@ export interface TestControlPlane {
   clock: ManualClock;
   dir: string;
   /** JSON request helper: `api('POST', '/v1/sandboxes', { key, body })`. */
-  api(method: string, path: string, opts?: { key?: string | null; body?: unknown; raw?: string; headers?: Record<string, string> }): Promise<{ status: number; body: any; headers: Headers }>;
+  api(
+    method: string,
+    path: string,
+    opts?: { key?: string | null; body?: unknown; raw?: string; headers?: Record<string, string> },
+  ): Promise<{ status: number; body: any; headers: Headers }>;
   close(): Promise<void>;
 }
 

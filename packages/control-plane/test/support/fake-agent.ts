@@ -1,12 +1,12 @@
+import { mkdtempSync, rmSync } from 'node:fs';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { create } from '@bufbuild/protobuf';
 import { Code, ConnectError, type HandlerContext } from '@connectrpc/connect';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
-import { defaultOptions, startEnvd, type RunningEnvd } from '@wrenn/envd';
+import { defaultOptions, type RunningEnvd, startEnvd } from '@wrenn/envd';
 import { agentv1 } from '@wrenn/proto';
 
 /**
@@ -35,14 +35,23 @@ export interface FakeAgent {
 
 const S = agentv1.SandboxStatus;
 
-export async function startFakeAgent(opts: { capacity?: { vcpus: number; memoryMb: number; diskMb: number } } = {}): Promise<FakeAgent> {
+export async function startFakeAgent(
+  opts: { capacity?: { vcpus: number; memoryMb: number; diskMb: number } } = {},
+): Promise<FakeAgent> {
   const home = mkdtempSync(join(tmpdir(), 'wrenn-fake-envd-'));
-  const envd: RunningEnvd = await startEnvd({ ...defaultOptions('host'), host: '127.0.0.1', port: 0, homeRoot: home, defaultUser: 'root' });
+  const envd: RunningEnvd = await startEnvd({
+    ...defaultOptions('host'),
+    host: '127.0.0.1',
+    port: 0,
+    homeRoot: home,
+    defaultUser: 'root',
+  });
   const sandboxes = new Map<string, agentv1.SandboxInfo>();
   const pendingAutoPaused: string[] = [];
   const calls: string[] = [];
   const userPorts = new Map<number, number>();
-  const upstreamPort = (port: string) => (Number(port) === 49983 ? envd.port : userPorts.get(Number(port)));
+  const upstreamPort = (port: string) =>
+    Number(port) === 49983 ? envd.port : userPorts.get(Number(port));
   const capacity = opts.capacity ?? { vcpus: 8, memoryMb: 8192, diskMb: 65536 };
   const state = { hostToken: '', hostId: '' };
 
@@ -94,7 +103,8 @@ export async function startFakeAgent(opts: { capacity?: { vcpus: number; memoryM
           auth(ctx);
           calls.push(`pause ${req.sandboxId}`);
           const s = get(req.sandboxId);
-          if (s.status !== S.RUNNING) throw new ConnectError('not running', Code.FailedPrecondition);
+          if (s.status !== S.RUNNING)
+            throw new ConnectError('not running', Code.FailedPrecondition);
           s.status = S.PAUSED;
           s.endAtMs = 0n;
           return { sandbox: s };
@@ -123,12 +133,34 @@ export async function startFakeAgent(opts: { capacity?: { vcpus: number; memoryM
           auth(ctx);
           get(req.sandboxId);
           const ts = BigInt(Math.max(Number(req.sinceMs), 1_700_000_000_000));
-          return { points: [{ timestampMs: ts, cpuUsedPct: 12.5, cpuCount: 1, memUsedBytes: 100n << 20n, memTotalBytes: 512n << 20n, diskUsedBytes: 1n << 30n, diskTotalBytes: 2n << 30n }] };
+          return {
+            points: [
+              {
+                timestampMs: ts,
+                cpuUsedPct: 12.5,
+                cpuCount: 1,
+                memUsedBytes: 100n << 20n,
+                memTotalBytes: 512n << 20n,
+                diskUsedBytes: 1n << 30n,
+                diskTotalBytes: 2n << 30n,
+              },
+            ],
+          };
         },
         async createTemplateSnapshot(req, ctx) {
           auth(ctx);
           const s = get(req.sandboxId);
-          return { template: { teamId: req.teamId, templateId: req.templateId, hasSnapshot: true, sizeBytes: 1234n, createdAtMs: BigInt(Date.now()), memoryMb: s.memoryMb, vcpus: s.vcpus } };
+          return {
+            template: {
+              teamId: req.teamId,
+              templateId: req.templateId,
+              hasSnapshot: true,
+              sizeBytes: 1234n,
+              createdAtMs: BigInt(Date.now()),
+              memoryMb: s.memoryMb,
+              vcpus: s.vcpus,
+            },
+          };
         },
         async deleteTemplate(req, ctx) {
           auth(ctx);
@@ -141,7 +173,13 @@ export async function startFakeAgent(opts: { capacity?: { vcpus: number; memoryM
         },
         async hostStatus(_req, ctx) {
           auth(ctx);
-          return { hostId: state.hostId, vcpusTotal: capacity.vcpus, memoryTotalMb: BigInt(capacity.memoryMb), diskTotalMb: BigInt(capacity.diskMb), accelerator: 'tcg' };
+          return {
+            hostId: state.hostId,
+            vcpusTotal: capacity.vcpus,
+            memoryTotalMb: BigInt(capacity.memoryMb),
+            diskTotalMb: BigInt(capacity.diskMb),
+            accelerator: 'tcg',
+          };
         },
       });
     },
@@ -153,17 +191,22 @@ export async function startFakeAgent(opts: { capacity?: { vcpus: number; memoryM
       res.writeHead(status, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ code, message }));
     };
-    if (req.headers['x-wrenn-host-token'] !== state.hostToken) return fail(401, 'unauthenticated', 'bad host token');
+    if (req.headers['x-wrenn-host-token'] !== state.hostToken)
+      return fail(401, 'unauthenticated', 'bad host token');
     const s = sandboxes.get(m[1]!);
-    if (!s || s.status !== S.RUNNING) return fail(502, 'bad_gateway', `sandbox ${m[1]} is not running`);
+    if (!s || s.status !== S.RUNNING)
+      return fail(502, 'bad_gateway', `sandbox ${m[1]} is not running`);
     const headers = { ...req.headers };
     delete headers['x-wrenn-host-token'];
     const port = upstreamPort(m[2]!);
     if (!port) return fail(502, 'bad_gateway', `nothing listens on port ${m[2]}`);
-    const up = http.request({ host: '127.0.0.1', port, path: m[3] || '/', method: req.method, headers }, (upRes) => {
-      res.writeHead(upRes.statusCode ?? 502, upRes.headers);
-      upRes.pipe(res);
-    });
+    const up = http.request(
+      { host: '127.0.0.1', port, path: m[3] || '/', method: req.method, headers },
+      (upRes) => {
+        res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+        upRes.pipe(res);
+      },
+    );
     up.on('error', () => fail(502, 'bad_gateway', 'envd unreachable'));
     req.pipe(up);
   };
@@ -178,16 +221,29 @@ export async function startFakeAgent(opts: { capacity?: { vcpus: number; memoryM
     const m = /^\/proxy\/([a-z0-9-]+)\/(\d+)(\/.*)?$/.exec(req.url ?? '');
     const s = m && sandboxes.get(m[1]!);
     const port = m && upstreamPort(m[2]!);
-    if (!m || !s || s.status !== S.RUNNING || !port || req.headers['x-wrenn-host-token'] !== state.hostToken) {
+    if (
+      !m ||
+      !s ||
+      s.status !== S.RUNNING ||
+      !port ||
+      req.headers['x-wrenn-host-token'] !== state.hostToken
+    ) {
       socket.end('HTTP/1.1 502 Bad Gateway\r\nconnection: close\r\n\r\n');
       return;
     }
     const headers = { ...req.headers };
     delete headers['x-wrenn-host-token'];
-    const up = http.request({ host: '127.0.0.1', port, path: m[3] || '/', method: req.method, headers });
+    const up = http.request({
+      host: '127.0.0.1',
+      port,
+      path: m[3] || '/',
+      method: req.method,
+      headers,
+    });
     up.on('upgrade', (res, upSocket, upHead) => {
       const lines = [`HTTP/1.1 ${res.statusCode} ${res.statusMessage}`];
-      for (let i = 0; i < res.rawHeaders.length; i += 2) lines.push(`${res.rawHeaders[i]}: ${res.rawHeaders[i + 1]}`);
+      for (let i = 0; i < res.rawHeaders.length; i += 2)
+        lines.push(`${res.rawHeaders[i]}: ${res.rawHeaders[i + 1]}`);
       socket.write(`${lines.join('\r\n')}\r\n\r\n`);
       if (upHead.length) socket.write(upHead);
       if (head.length) upSocket.write(head);

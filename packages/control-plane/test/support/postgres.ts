@@ -43,7 +43,9 @@ function asPostgres(args: string[]): string {
 
 export async function startPostgres(): Promise<TestPostgres> {
   if (!existsSync(join(PG_BIN, 'initdb'))) {
-    throw new Error(`PostgreSQL 15 is not installed (${PG_BIN}/initdb missing): run scripts/bootstrap.sh`);
+    throw new Error(
+      `PostgreSQL 15 is not installed (${PG_BIN}/initdb missing): run scripts/bootstrap.sh`,
+    );
   }
   const base = mkdtempSync(join(tmpdir(), 'wrenn-pg-'));
   chmodSync(base, 0o777);
@@ -51,19 +53,39 @@ export async function startPostgres(): Promise<TestPostgres> {
   const sock = join(base, 'sock');
   asPostgres(['mkdir', '-p', sock]);
   const port = await freePort();
-  asPostgres([join(PG_BIN, 'initdb'), '-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync']);
   asPostgres([
-    join(PG_BIN, 'pg_ctl'), '-D', data, '-w', '-l', join(base, 'log'),
-    '-o', `-p ${port} -k ${sock} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200`,
+    join(PG_BIN, 'initdb'),
+    '-D',
+    data,
+    '-U',
+    'postgres',
+    '--auth=trust',
+    '-E',
+    'UTF8',
+    '--no-sync',
+  ]);
+  asPostgres([
+    join(PG_BIN, 'pg_ctl'),
+    '-D',
+    data,
+    '-w',
+    '-l',
+    join(base, 'log'),
+    '-o',
+    `-p ${port} -k ${sock} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200`,
     'start',
   ]);
   const admin = `postgresql://postgres@127.0.0.1:${port}/postgres`;
   return {
     url: admin,
     async createDatabase(name: string) {
-      execFileSync(join(PG_BIN, 'psql'), ['-h', sock, '-p', String(port), '-U', 'postgres', '-c', `CREATE DATABASE "${name}"`], {
-        stdio: 'pipe',
-      });
+      execFileSync(
+        join(PG_BIN, 'psql'),
+        ['-h', sock, '-p', String(port), '-U', 'postgres', '-c', `CREATE DATABASE "${name}"`],
+        {
+          stdio: 'pipe',
+        },
+      );
       return `postgresql://postgres@127.0.0.1:${port}/${name}`;
     },
     async stop() {

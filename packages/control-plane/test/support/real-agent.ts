@@ -11,8 +11,12 @@ import { WRENN_BIN } from './cli.ts';
  * (built once by the vm project's global setup) linked in, as test/e2b/wrenn.ts does.
  */
 export async function agentDir(cachedDir: string | undefined, image = 'minimal'): Promise<string> {
-  if (!cachedDir) throw new Error("no cached WRENN_DIR: the vm project's global setup must provide inject('wrennDir')");
-  if (!existsSync(join(cachedDir, 'images', 'public', image))) throw new Error(`the cached WRENN_DIR ${cachedDir} has no ${image} image`);
+  if (!cachedDir)
+    throw new Error(
+      "no cached WRENN_DIR: the vm project's global setup must provide inject('wrennDir')",
+    );
+  if (!existsSync(join(cachedDir, 'images', 'public', image)))
+    throw new Error(`the cached WRENN_DIR ${cachedDir} has no ${image} image`);
   const dir = await mkdtemp(join(tmpdir(), 'wrenn-host-'));
   await symlink(join(cachedDir, 'kernels'), join(dir, 'kernels'));
   await mkdir(join(dir, 'images'));
@@ -32,10 +36,14 @@ export interface AgentProcess {
 
 /** `wrenn agent …` as a real child process; resolves once it printed `agent-ready`. */
 export async function spawnAgent(dir: string, args: string[], port = 0): Promise<AgentProcess> {
-  const child = spawn(process.execPath, [WRENN_BIN, 'agent', '--dir', dir, '--port', String(port), ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, WRENN_LOG_LEVEL: process.env.WRENN_TEST_LOG ?? 'warn' },
-  });
+  const child = spawn(
+    process.execPath,
+    [WRENN_BIN, 'agent', '--dir', dir, '--port', String(port), ...args],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, WRENN_LOG_LEVEL: process.env.WRENN_TEST_LOG ?? 'warn' },
+    },
+  );
   const output: string[] = [];
   child.stderr!.on('data', (d) => output.push(String(d)));
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
@@ -44,7 +52,9 @@ export async function spawnAgent(dir: string, args: string[], port = 0): Promise
       output.push(line);
       if (line.includes('"agent-ready"')) resolve((JSON.parse(line) as { url: string }).url);
     });
-    child.once('exit', (code) => reject(new Error(`agent exited (${code}) before ready:\n${output.join('\n')}`)));
+    child.once('exit', (code) =>
+      reject(new Error(`agent exited (${code}) before ready:\n${output.join('\n')}`)),
+    );
   });
   return {
     child,

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type TestCluster, startTestCluster } from '../support/cluster.ts';
-import { type TestPostgres, startPostgres } from '../support/postgres.ts';
+import { startTestCluster, type TestCluster } from '../support/cluster.ts';
+import { startPostgres, type TestPostgres } from '../support/postgres.ts';
 
 // Every route of the sandbox API on both databases: success, 401, other team's 404,
 // malformed JSON, wrong types, out-of-range resources, unknown template, bad ids.
@@ -22,9 +22,16 @@ describe.each(['sqlite', 'postgres'] as const)('sandbox API on %s', (dialect) =>
   let c: TestCluster;
   let id: string;
   beforeAll(async () => {
-    c = await startTestCluster(dialect, pg, { capacity: { vcpus: 256, memoryMb: 1 << 20, diskMb: 1 << 24 } });
+    c = await startTestCluster(dialect, pg, {
+      capacity: { vcpus: 256, memoryMb: 1 << 20, diskMb: 1 << 24 },
+    });
     const res = await c.t.api('POST', '/v1/sandboxes', {
-      body: { templateId: 'base', metadata: { app: 'web', env: 'test' }, envVars: { A: '1' }, timeoutSeconds: 600 },
+      body: {
+        templateId: 'base',
+        metadata: { app: 'web', env: 'test' },
+        envVars: { A: '1' },
+        timeoutSeconds: 600,
+      },
     });
     expect(res.status).toBe(201);
     id = res.body.sandboxId;
@@ -38,15 +45,25 @@ describe.each(['sqlite', 'postgres'] as const)('sandbox API on %s', (dialect) =>
       expectError(await c.t.api('GET', '/v1/sandboxes', { key: null }), 401, 'unauthenticated');
     });
     it('rejects a wrong key with 401 JSON', async () => {
-      expectError(await c.t.api('GET', '/v1/sandboxes', { key: 'wrn_nope' }), 401, 'unauthenticated');
+      expectError(
+        await c.t.api('GET', '/v1/sandboxes', { key: 'wrn_nope' }),
+        401,
+        'unauthenticated',
+      );
     });
     it('accepts Authorization: Bearer as well as X-API-Key', async () => {
-      const res = await c.t.api('GET', `/v1/sandboxes/${id}`, { key: null, headers: { authorization: `Bearer ${c.t.adminKey}` } });
+      const res = await c.t.api('GET', `/v1/sandboxes/${id}`, {
+        key: null,
+        headers: { authorization: `Bearer ${c.t.adminKey}` },
+      });
       expect(res.status).toBe(200);
       expect(res.body.sandboxId).toBe(id);
     });
     it('accepts the header spelled X-API-KEY as the e2b SDK sends it', async () => {
-      const res = await c.t.api('GET', `/v1/sandboxes/${id}`, { key: null, headers: { 'X-API-KEY': c.t.adminKey } });
+      const res = await c.t.api('GET', `/v1/sandboxes/${id}`, {
+        key: null,
+        headers: { 'X-API-KEY': c.t.adminKey },
+      });
       expect(res.status).toBe(200);
     });
   });
@@ -54,7 +71,14 @@ describe.each(['sqlite', 'postgres'] as const)('sandbox API on %s', (dialect) =>
   describe('create', () => {
     it('creates with template defaults, metadata, timeout and lifecycle', async () => {
       const res = await c.t.api('POST', '/v1/sandboxes', {
-        body: { templateId: 'minimal', vcpus: 2, memoryMb: 1024, timeoutSeconds: 30, lifecycle: { onTimeout: 'pause', autoResume: true }, metadata: { k: 'v' } },
+        body: {
+          templateId: 'minimal',
+          vcpus: 2,
+          memoryMb: 1024,
+          timeoutSeconds: 30,
+          lifecycle: { onTimeout: 'pause', autoResume: true },
+          metadata: { k: 'v' },
+        },
       });
       expect(res.status).toBe(201);
       expect(res.body).toMatchObject({
@@ -72,35 +96,63 @@ describe.each(['sqlite', 'postgres'] as const)('sandbox API on %s', (dialect) =>
       expect(c.agents[0]!.sandboxes.get(res.body.sandboxId)?.timeoutAction).toBe(2); // PAUSE reached the agent
     });
     it('rejects malformed JSON with 400', async () => {
-      expectError(await c.t.api('POST', '/v1/sandboxes', { raw: '{"templateId": ' }), 400, 'invalid_argument');
+      expectError(
+        await c.t.api('POST', '/v1/sandboxes', { raw: '{"templateId": ' }),
+        400,
+        'invalid_argument',
+      );
     });
     it('rejects wrong types with 400 naming the field', async () => {
-      const res = await c.t.api('POST', '/v1/sandboxes', { body: { templateId: 'base', vcpus: 'two' } });
+      const res = await c.t.api('POST', '/v1/sandboxes', {
+        body: { templateId: 'base', vcpus: 'two' },
+      });
       expectError(res, 400, 'invalid_argument');
       expect(res.body.message).toContain('body.vcpus');
     });
     it('rejects unknown fields with 400', async () => {
-      expectError(await c.t.api('POST', '/v1/sandboxes', { body: { templateId: 'base', gpus: 1 } }), 400, 'invalid_argument');
+      expectError(
+        await c.t.api('POST', '/v1/sandboxes', { body: { templateId: 'base', gpus: 1 } }),
+        400,
+        'invalid_argument',
+      );
     });
     it('rejects out-of-range resources with 400', async () => {
-      expectError(await c.t.api('POST', '/v1/sandboxes', { body: { memoryMb: 1 } }), 400, 'invalid_argument');
+      expectError(
+        await c.t.api('POST', '/v1/sandboxes', { body: { memoryMb: 1 } }),
+        400,
+        'invalid_argument',
+      );
       const overLimit = await c.t.api('POST', '/v1/sandboxes', { body: { vcpus: 32 } });
       expectError(overLimit, 400, 'invalid_argument');
       expect(overLimit.body.message).toContain('per-sandbox limit');
     });
     it('rejects an unknown template with 400', async () => {
-      const res = await c.t.api('POST', '/v1/sandboxes', { body: { templateId: 'no-such-template' } });
+      const res = await c.t.api('POST', '/v1/sandboxes', {
+        body: { templateId: 'no-such-template' },
+      });
       expectError(res, 400, 'invalid_argument');
       expect(res.body.message).toContain("unknown template 'no-such-template'");
     });
     it('rejects a template id that is not DNS-safe with 400', async () => {
-      expectError(await c.t.api('POST', '/v1/sandboxes', { body: { templateId: 'Bad_Template' } }), 400, 'invalid_argument');
+      expectError(
+        await c.t.api('POST', '/v1/sandboxes', { body: { templateId: 'Bad_Template' } }),
+        400,
+        'invalid_argument',
+      );
     });
     it('records a failed agent create as stopped and answers with the error', async () => {
       // The fake agent fails creates of template `explode`; a team template of that name routes there.
       await c.t.cp.core.templates.insertSnapshot({
-        team_id: 'default', id: 'explode', kind: 'snapshot', host_id: c.agents[0]!.hostId, source_sandbox_id: null,
-        vcpus: 1, memory_mb: 256, disk_mb: 512, size_bytes: 0, created_at: c.t.clock.now(),
+        team_id: 'default',
+        id: 'explode',
+        kind: 'snapshot',
+        host_id: c.agents[0]!.hostId,
+        source_sandbox_id: null,
+        vcpus: 1,
+        memory_mb: 256,
+        disk_mb: 512,
+        size_bytes: 0,
+        created_at: c.t.clock.now(),
       });
       const res = await c.t.api('POST', '/v1/sandboxes', { body: { templateId: 'explode' } });
       expectError(res, 500, 'internal');
@@ -114,30 +166,44 @@ describe.each(['sqlite', 'postgres'] as const)('sandbox API on %s', (dialect) =>
     it('gets a sandbox', async () => {
       const res = await c.t.api('GET', `/v1/sandboxes/${id}`);
       expect(res.status).toBe(200);
-      expect(res.body).toMatchObject({ sandboxId: id, status: 'running', metadata: { app: 'web', env: 'test' } });
+      expect(res.body).toMatchObject({
+        sandboxId: id,
+        status: 'running',
+        metadata: { app: 'web', env: 'test' },
+      });
     });
     it("answers 404 for another team's sandbox, exactly as for a missing one", async () => {
       const other = await c.t.api('GET', `/v1/sandboxes/${id}`, { key: c.otherKey });
       const missing = await c.t.api('GET', '/v1/sandboxes/doesnotexist000000000');
       expectError(other, 404, 'not_found');
       expectError(missing, 404, 'not_found');
-      expect(other.body.message.replace(id, 'X')).toBe(missing.body.message.replace('doesnotexist000000000', 'X'));
+      expect(other.body.message.replace(id, 'X')).toBe(
+        missing.body.message.replace('doesnotexist000000000', 'X'),
+      );
     });
     it('rejects a bad id with 400', async () => {
       expectError(await c.t.api('GET', '/v1/sandboxes/NOT_AN_ID'), 400, 'invalid_argument');
     });
     it('filters by metadata', async () => {
-      const hit = await c.t.api('GET', `/v1/sandboxes?metadata=${encodeURIComponent('app=web&env=test')}`);
+      const hit = await c.t.api(
+        'GET',
+        `/v1/sandboxes?metadata=${encodeURIComponent('app=web&env=test')}`,
+      );
       expect(hit.status).toBe(200);
       expect(hit.body.sandboxes.map((s: any) => s.sandboxId)).toEqual([id]);
-      const miss = await c.t.api('GET', `/v1/sandboxes?metadata=${encodeURIComponent('app=web&env=prod')}`);
+      const miss = await c.t.api(
+        'GET',
+        `/v1/sandboxes?metadata=${encodeURIComponent('app=web&env=prod')}`,
+      );
       expect(miss.body.sandboxes).toEqual([]);
     });
     it('pages with nextToken without repeating or skipping', async () => {
       const created: string[] = [];
       for (let i = 0; i < 5; i++) {
         c.t.clock.advance(1);
-        const r = await c.t.api('POST', '/v1/sandboxes', { body: { templateId: 'minimal', metadata: { page: 'yes' } } });
+        const r = await c.t.api('POST', '/v1/sandboxes', {
+          body: { templateId: 'minimal', metadata: { page: 'yes' } },
+        });
         created.push(r.body.sandboxId);
       }
       const seen: string[] = [];
@@ -175,76 +241,155 @@ describe.each(['sqlite', 'postgres'] as const)('sandbox API on %s', (dialect) =>
       expect(p.body.status).toBe('paused');
       expect(c.agents[0]!.sandboxes.get(id)?.status).toBe(4);
       expectError(await c.t.api('POST', `/v1/sandboxes/${id}/pause`), 409, 'conflict');
-      const r = await c.t.api('POST', `/v1/sandboxes/${id}/resume`, { body: { timeoutSeconds: 120 } });
+      const r = await c.t.api('POST', `/v1/sandboxes/${id}/resume`, {
+        body: { timeoutSeconds: 120 },
+      });
       expect(r.status).toBe(200);
       expect(r.body.status).toBe('running');
       expect(r.body.timeoutSeconds).toBe(120);
       expectError(await c.t.api('POST', `/v1/sandboxes/${id}/resume`), 409, 'conflict');
     });
     it("cannot pause or resume another team's sandbox (404)", async () => {
-      expectError(await c.t.api('POST', `/v1/sandboxes/${id}/pause`, { key: c.otherKey }), 404, 'not_found');
-      expectError(await c.t.api('POST', `/v1/sandboxes/${id}/resume`, { key: c.otherKey }), 404, 'not_found');
+      expectError(
+        await c.t.api('POST', `/v1/sandboxes/${id}/pause`, { key: c.otherKey }),
+        404,
+        'not_found',
+      );
+      expectError(
+        await c.t.api('POST', `/v1/sandboxes/${id}/resume`, { key: c.otherKey }),
+        404,
+        'not_found',
+      );
     });
     it('sets the timeout and rejects a negative one', async () => {
-      const r = await c.t.api('POST', `/v1/sandboxes/${id}/timeout`, { body: { timeoutSeconds: 3600 } });
+      const r = await c.t.api('POST', `/v1/sandboxes/${id}/timeout`, {
+        body: { timeoutSeconds: 3600 },
+      });
       expect(r.status).toBe(200);
       expect(r.body.timeoutSeconds).toBe(3600);
       expect(Date.parse(r.body.endAt)).toBeGreaterThan(Date.now() + 3000_000);
-      expectError(await c.t.api('POST', `/v1/sandboxes/${id}/timeout`, { body: { timeoutSeconds: -1 } }), 400, 'invalid_argument');
-      expectError(await c.t.api('POST', `/v1/sandboxes/${id}/timeout`, { body: {} }), 400, 'invalid_argument');
-      expectError(await c.t.api('POST', `/v1/sandboxes/${id}/timeout`, { key: c.otherKey, body: { timeoutSeconds: 5 } }), 404, 'not_found');
+      expectError(
+        await c.t.api('POST', `/v1/sandboxes/${id}/timeout`, { body: { timeoutSeconds: -1 } }),
+        400,
+        'invalid_argument',
+      );
+      expectError(
+        await c.t.api('POST', `/v1/sandboxes/${id}/timeout`, { body: {} }),
+        400,
+        'invalid_argument',
+      );
+      expectError(
+        await c.t.api('POST', `/v1/sandboxes/${id}/timeout`, {
+          key: c.otherKey,
+          body: { timeoutSeconds: 5 },
+        }),
+        404,
+        'not_found',
+      );
     });
   });
 
   describe('exec and files (through the agent proxy to a real envd)', () => {
     it('returns stdout, stderr and the exit code', async () => {
-      const r = await c.t.api('POST', `/v1/sandboxes/${id}/exec`, { body: { cmd: 'echo out; echo err >&2; exit 7' } });
+      const r = await c.t.api('POST', `/v1/sandboxes/${id}/exec`, {
+        body: { cmd: 'echo out; echo err >&2; exit 7' },
+      });
       expect(r.status).toBe(200);
-      expect(r.body).toMatchObject({ exitCode: 7, stdout: 'out\n', stderr: 'err\n', stdoutEncoding: 'utf8', truncated: false });
+      expect(r.body).toMatchObject({
+        exitCode: 7,
+        stdout: 'out\n',
+        stderr: 'err\n',
+        stdoutEncoding: 'utf8',
+        truncated: false,
+      });
     });
     it('runs an exact argv with env and cwd', async () => {
-      const r = await c.t.api('POST', `/v1/sandboxes/${id}/exec`, { body: { argv: ['/bin/sh', '-c', 'echo "$GREETING"; pwd'], env: { GREETING: 'hej' }, cwd: '/tmp' } });
+      const r = await c.t.api('POST', `/v1/sandboxes/${id}/exec`, {
+        body: {
+          argv: ['/bin/sh', '-c', 'echo "$GREETING"; pwd'],
+          env: { GREETING: 'hej' },
+          cwd: '/tmp',
+        },
+      });
       expect(r.body.stdout).toBe('hej\n/tmp\n');
     });
     it('returns binary output as base64', async () => {
-      const r = await c.t.api('POST', `/v1/sandboxes/${id}/exec`, { body: { cmd: "printf '\\377\\000\\376'" } });
+      const r = await c.t.api('POST', `/v1/sandboxes/${id}/exec`, {
+        body: { cmd: "printf '\\377\\000\\376'" },
+      });
       expect(r.body.stdoutEncoding).toBe('base64');
       expect([...Buffer.from(r.body.stdout, 'base64')]).toEqual([255, 0, 254]);
     });
     it('rejects cmd and argv together, and neither', async () => {
-      expectError(await c.t.api('POST', `/v1/sandboxes/${id}/exec`, { body: { cmd: 'x', argv: ['x'] } }), 400, 'invalid_argument');
-      expectError(await c.t.api('POST', `/v1/sandboxes/${id}/exec`, { body: {} }), 400, 'invalid_argument');
+      expectError(
+        await c.t.api('POST', `/v1/sandboxes/${id}/exec`, { body: { cmd: 'x', argv: ['x'] } }),
+        400,
+        'invalid_argument',
+      );
+      expectError(
+        await c.t.api('POST', `/v1/sandboxes/${id}/exec`, { body: {} }),
+        400,
+        'invalid_argument',
+      );
     });
     it("cannot exec in another team's sandbox (404)", async () => {
-      expectError(await c.t.api('POST', `/v1/sandboxes/${id}/exec`, { key: c.otherKey, body: { cmd: 'id' } }), 404, 'not_found');
+      expectError(
+        await c.t.api('POST', `/v1/sandboxes/${id}/exec`, { key: c.otherKey, body: { cmd: 'id' } }),
+        404,
+        'not_found',
+      );
     });
     it('writes and reads back bytes, and 404s a missing file', async () => {
       const path = `/tmp/wrenn-api-${dialect}-${id}.bin`;
       const data = Buffer.from([0, 1, 2, 250, 251, 255]);
-      const w = await fetch(`${c.t.url}/v1/sandboxes/${id}/files?path=${encodeURIComponent(path)}`, {
-        method: 'PUT',
-        headers: { 'x-api-key': c.t.adminKey, 'content-type': 'application/octet-stream' },
-        body: data,
-      });
+      const w = await fetch(
+        `${c.t.url}/v1/sandboxes/${id}/files?path=${encodeURIComponent(path)}`,
+        {
+          method: 'PUT',
+          headers: { 'x-api-key': c.t.adminKey, 'content-type': 'application/octet-stream' },
+          body: data,
+        },
+      );
       expect(w.status).toBe(204);
-      const r = await fetch(`${c.t.url}/v1/sandboxes/${id}/files?path=${encodeURIComponent(path)}`, { headers: { 'x-api-key': c.t.adminKey } });
+      const r = await fetch(
+        `${c.t.url}/v1/sandboxes/${id}/files?path=${encodeURIComponent(path)}`,
+        { headers: { 'x-api-key': c.t.adminKey } },
+      );
       expect(r.status).toBe(200);
       expect(Buffer.from(await r.arrayBuffer())).toEqual(data);
-      expectError(await c.t.api('GET', `/v1/sandboxes/${id}/files?path=/tmp/definitely-not-here-${id}`), 404, 'not_found');
+      expectError(
+        await c.t.api('GET', `/v1/sandboxes/${id}/files?path=/tmp/definitely-not-here-${id}`),
+        404,
+        'not_found',
+      );
       expectError(await c.t.api('GET', `/v1/sandboxes/${id}/files`), 400, 'invalid_argument');
-      expectError(await c.t.api('GET', `/v1/sandboxes/${id}/files?path=/etc/hostname`, { key: c.otherKey }), 404, 'not_found');
+      expectError(
+        await c.t.api('GET', `/v1/sandboxes/${id}/files?path=/etc/hostname`, { key: c.otherKey }),
+        404,
+        'not_found',
+      );
     });
     it('refuses exec in a paused sandbox without auto-resume (409)', async () => {
       const s = await c.t.api('POST', '/v1/sandboxes', { body: { templateId: 'minimal' } });
       await c.t.api('POST', `/v1/sandboxes/${s.body.sandboxId}/pause`);
-      expectError(await c.t.api('POST', `/v1/sandboxes/${s.body.sandboxId}/exec`, { body: { cmd: 'true' } }), 409, 'conflict');
+      expectError(
+        await c.t.api('POST', `/v1/sandboxes/${s.body.sandboxId}/exec`, { body: { cmd: 'true' } }),
+        409,
+        'conflict',
+      );
     });
     it('auto-resumes a paused sandbox whose lifecycle asks for it', async () => {
-      const s = await c.t.api('POST', '/v1/sandboxes', { body: { templateId: 'minimal', lifecycle: { onTimeout: 'pause', autoResume: true } } });
+      const s = await c.t.api('POST', '/v1/sandboxes', {
+        body: { templateId: 'minimal', lifecycle: { onTimeout: 'pause', autoResume: true } },
+      });
       await c.t.api('POST', `/v1/sandboxes/${s.body.sandboxId}/pause`);
-      const r = await c.t.api('POST', `/v1/sandboxes/${s.body.sandboxId}/exec`, { body: { cmd: 'echo back' } });
+      const r = await c.t.api('POST', `/v1/sandboxes/${s.body.sandboxId}/exec`, {
+        body: { cmd: 'echo back' },
+      });
       expect(r.body.stdout).toBe('back\n');
-      expect((await c.t.api('GET', `/v1/sandboxes/${s.body.sandboxId}`)).body.status).toBe('running');
+      expect((await c.t.api('GET', `/v1/sandboxes/${s.body.sandboxId}`)).body.status).toBe(
+        'running',
+      );
     });
   });
 
@@ -253,11 +398,27 @@ describe.each(['sqlite', 'postgres'] as const)('sandbox API on %s', (dialect) =>
       const r = await c.t.api('GET', `/v1/sandboxes/${id}/metrics`);
       expect(r.status).toBe(200);
       expect(r.body.points.length).toBeGreaterThan(0);
-      expect(r.body.points[0]).toMatchObject({ cpuUsedPct: 12.5, cpuCount: 1, memTotalBytes: 512 * 1024 * 1024 });
-      const stored = await c.t.cp.core.db.kysely.selectFrom('metric_points').selectAll().where('sandbox_id', '=', id).execute();
+      expect(r.body.points[0]).toMatchObject({
+        cpuUsedPct: 12.5,
+        cpuCount: 1,
+        memTotalBytes: 512 * 1024 * 1024,
+      });
+      const stored = await c.t.cp.core.db.kysely
+        .selectFrom('metric_points')
+        .selectAll()
+        .where('sandbox_id', '=', id)
+        .execute();
       expect(stored.length).toBe(r.body.points.length);
-      expectError(await c.t.api('GET', `/v1/sandboxes/${id}/metrics`, { key: c.otherKey }), 404, 'not_found');
-      expectError(await c.t.api('GET', `/v1/sandboxes/${id}/metrics?since=yesterday`), 400, 'invalid_argument');
+      expectError(
+        await c.t.api('GET', `/v1/sandboxes/${id}/metrics`, { key: c.otherKey }),
+        404,
+        'not_found',
+      );
+      expectError(
+        await c.t.api('GET', `/v1/sandboxes/${id}/metrics?since=yesterday`),
+        400,
+        'invalid_argument',
+      );
     });
   });
 
@@ -265,7 +426,11 @@ describe.each(['sqlite', 'postgres'] as const)('sandbox API on %s', (dialect) =>
     it("refuses another team's kill (404), kills, then 404s a second kill", async () => {
       const s = await c.t.api('POST', '/v1/sandboxes', { body: { templateId: 'minimal' } });
       const sid = s.body.sandboxId;
-      expectError(await c.t.api('DELETE', `/v1/sandboxes/${sid}`, { key: c.otherKey }), 404, 'not_found');
+      expectError(
+        await c.t.api('DELETE', `/v1/sandboxes/${sid}`, { key: c.otherKey }),
+        404,
+        'not_found',
+      );
       expect(c.agents[0]!.sandboxes.has(sid)).toBe(true);
       const k = await c.t.api('DELETE', `/v1/sandboxes/${sid}`);
       expect(k.status).toBe(204);

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import * as pty from 'node-pty';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WRENN_BIN, wrenn } from '../support/cli.ts';
-import { type TestCluster, startTestCluster } from '../support/cluster.ts';
+import { startTestCluster, type TestCluster } from '../support/cluster.ts';
 
 // The CLI as a real process against a real control plane (fake agent over a real envd):
 // argument parsing, tables vs --json, exit codes, cp both ways, and the PTY shell.
@@ -24,18 +24,25 @@ describe('wrenn CLI against the /v1 API', { timeout: 240_000 }, () => {
   });
 
   it('creates, lists (table and --json), shows, pauses, resumes and kills', async () => {
-    const created = await wrenn(['sandbox', 'create', '-t', 'minimal', '-m', 'role=cli', '--timeout', '600'], env);
+    const created = await wrenn(
+      ['sandbox', 'create', '-t', 'minimal', '-m', 'role=cli', '--timeout', '600'],
+      env,
+    );
     expect(created.code).toBe(0);
     const id = created.stdout.trim();
     expect(id).toMatch(/^[a-z0-9]{20}$/);
     const table = await wrenn(['sandbox', 'ls'], env);
     expect(table.stdout.split('\n')[0]).toMatch(/^ID\s+TEMPLATE\s+STATUS/);
     expect(table.stdout).toContain(`${id}  minimal   running`);
-    const json = JSON.parse((await wrenn(['sandbox', 'ls', '--json', '-m', 'role=cli'], env)).stdout);
+    const json = JSON.parse(
+      (await wrenn(['sandbox', 'ls', '--json', '-m', 'role=cli'], env)).stdout,
+    );
     expect(json.map((s: any) => s.sandboxId)).toEqual([id]);
     expect((await wrenn(['sandbox', 'info', id], env)).stdout).toMatch(/status:\s+running/);
     expect((await wrenn(['sandbox', 'pause', id], env)).stdout.trim()).toBe(`${id} paused`);
-    expect((await wrenn(['sandbox', 'resume', id, '--json'], env)).stdout).toContain('"status": "running"');
+    expect((await wrenn(['sandbox', 'resume', id, '--json'], env)).stdout).toContain(
+      '"status": "running"',
+    );
     expect((await wrenn(['sandbox', 'kill', id], env)).code).toBe(0);
     const gone = await wrenn(['sandbox', 'kill', id], env);
     expect(gone.code).toBe(1);
@@ -46,7 +53,10 @@ describe('wrenn CLI against the /v1 API', { timeout: 240_000 }, () => {
     const id = (await wrenn(['sandbox', 'create', '-t', 'minimal'], env)).stdout.trim();
     const r = await wrenn(['sandbox', 'exec', id, 'echo out; echo err >&2; exit 5'], env);
     expect(r).toMatchObject({ code: 5, stdout: 'out\n', stderr: 'err\n' });
-    const argv = await wrenn(['sandbox', 'exec', id, '--', '/bin/sh', '-c', 'printf "%s|" "$@"', 'x', 'a b', 'c'], env);
+    const argv = await wrenn(
+      ['sandbox', 'exec', id, '--', '/bin/sh', '-c', 'printf "%s|" "$@"', 'x', 'a b', 'c'],
+      env,
+    );
     expect(argv.stdout).toBe('a b|c|');
     const bin = await wrenn(['sandbox', 'exec', id, "printf '\\001\\377'"], env);
     expect([...bin.raw]).toEqual([1, 255]);
@@ -68,11 +78,15 @@ describe('wrenn CLI against the /v1 API', { timeout: 240_000 }, () => {
 
   it('drives an interactive shell through a PTY, with resize', async () => {
     const id = (await wrenn(['sandbox', 'create', '-t', 'minimal'], env)).stdout.trim();
-    const term = pty.spawn(process.execPath, [WRENN_BIN, 'sandbox', 'shell', id, '--cmd', '/bin/sh'], {
-      cols: 100,
-      rows: 30,
-      env: { ...process.env, ...env } as Record<string, string>,
-    });
+    const term = pty.spawn(
+      process.execPath,
+      [WRENN_BIN, 'sandbox', 'shell', id, '--cmd', '/bin/sh'],
+      {
+        cols: 100,
+        rows: 30,
+        env: { ...process.env, ...env } as Record<string, string>,
+      },
+    );
     let seen = '';
     const waitFor = (re: RegExp) =>
       new Promise<string>((resolve) => {
@@ -121,7 +135,11 @@ describe('wrenn CLI against the /v1 API', { timeout: 240_000 }, () => {
     expect(bad.stderr).toBe("wrenn: invalid_argument: --vcpus must be a whole number, got 'x'\n");
     const server = await wrenn(['sandbox', 'create', '--memory', '1'], env);
     expect(server.stderr).toMatch(/^wrenn: invalid_argument: body\.memoryMb/);
-    const noConfig = await wrenn(['sandbox', 'ls'], { WRENN_API_URL: '', WRENN_API_KEY: '', WRENN_DIR: join(work, 'empty') });
+    const noConfig = await wrenn(['sandbox', 'ls'], {
+      WRENN_API_URL: '',
+      WRENN_API_KEY: '',
+      WRENN_DIR: join(work, 'empty'),
+    });
     expect(noConfig.code).toBe(1);
     expect(noConfig.stderr).toContain('run `wrenn up`');
   });

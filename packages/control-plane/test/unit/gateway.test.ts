@@ -5,7 +5,7 @@ import { createClient } from '@connectrpc/connect';
 import { createConnectTransport } from '@connectrpc/connect-node';
 import { processv1 } from '@wrenn/proto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type TestCluster, startTestCluster } from '../support/cluster.ts';
+import { startTestCluster, type TestCluster } from '../support/cluster.ts';
 
 // The gateway in front of the API: header and host routing to the owning agent's proxy,
 // streams both ways without buffering, WebSocket-style upgrades, 502 JSON for unknown or
@@ -26,7 +26,9 @@ describe('gateway', () => {
   });
 
   const viaHeaders = (sid: string, path = '/health', port = '49983') =>
-    fetch(`${c.t.url}${path}`, { headers: { 'E2b-Sandbox-Id': sid, 'E2b-Sandbox-Port': port, 'X-Access-Token': token } });
+    fetch(`${c.t.url}${path}`, {
+      headers: { 'E2b-Sandbox-Id': sid, 'E2b-Sandbox-Port': port, 'X-Access-Token': token },
+    });
 
   it('routes by E2b-Sandbox-Id / E2b-Sandbox-Port headers to envd', async () => {
     const r = await viaHeaders(id);
@@ -37,10 +39,18 @@ describe('gateway', () => {
     const status = await new Promise<number>((resolve, reject) => {
       const u = new URL(c.t.url);
       http
-        .get({ host: u.hostname, port: u.port, path: '/health', headers: { host: `49983-${id}.${domain}` } }, (res) => {
-          res.resume();
-          resolve(res.statusCode ?? 0);
-        })
+        .get(
+          {
+            host: u.hostname,
+            port: u.port,
+            path: '/health',
+            headers: { host: `49983-${id}.${domain}` },
+          },
+          (res) => {
+            res.resume();
+            resolve(res.statusCode ?? 0);
+          },
+        )
         .on('error', reject);
     });
     expect(status).toBe(204);
@@ -49,7 +59,10 @@ describe('gateway', () => {
   it('answers 502 JSON for an unknown sandbox', async () => {
     const r = await viaHeaders('nosuchsandbox0000000');
     expect(r.status).toBe(502);
-    expect(await r.json()).toEqual({ code: 'bad_gateway', message: expect.stringContaining('not found') });
+    expect(await r.json()).toEqual({
+      code: 'bad_gateway',
+      message: expect.stringContaining('not found'),
+    });
   });
 
   it('answers 502 JSON for a paused sandbox without auto-resume, and resumes one with it', async () => {
@@ -59,12 +72,16 @@ describe('gateway', () => {
     expect(r.status).toBe(502);
     expect(((await r.json()) as { message: string }).message).toContain('paused');
 
-    const auto = await c.t.api('POST', '/v1/sandboxes', { body: { templateId: 'minimal', lifecycle: { onTimeout: 'pause', autoResume: true } } });
+    const auto = await c.t.api('POST', '/v1/sandboxes', {
+      body: { templateId: 'minimal', lifecycle: { onTimeout: 'pause', autoResume: true } },
+    });
     await c.t.api('POST', `/v1/sandboxes/${auto.body.sandboxId}/pause`);
     expect(c.agents[0]!.sandboxes.get(auto.body.sandboxId)?.status).toBe(4);
     const resumed = await viaHeaders(auto.body.sandboxId);
     expect(resumed.status).toBe(204);
-    expect((await c.t.api('GET', `/v1/sandboxes/${auto.body.sandboxId}`)).body.status).toBe('running');
+    expect((await c.t.api('GET', `/v1/sandboxes/${auto.body.sandboxId}`)).body.status).toBe(
+      'running',
+    );
   });
 
   it('streams a Connect server stream both ways without buffering', async () => {
@@ -73,7 +90,12 @@ describe('gateway', () => {
     const transport = createConnectTransport({ baseUrl: c.t.url, httpVersion: '1.1' });
     const client = createClient(processv1.Process, transport);
     const headers = { 'E2b-Sandbox-Id': id, 'E2b-Sandbox-Port': '49983', 'X-Access-Token': token };
-    const stream = client.start(create(processv1.StartRequestSchema, { process: { cmd: 'cat', args: [] }, stdin: true }), { headers })[Symbol.asyncIterator]();
+    const stream = client
+      .start(
+        create(processv1.StartRequestSchema, { process: { cmd: 'cat', args: [] }, stdin: true }),
+        { headers },
+      )
+      [Symbol.asyncIterator]();
     let pid = 0;
     for (;;) {
       const ev = (await stream.next()).value?.event?.event;
@@ -84,11 +106,18 @@ describe('gateway', () => {
     }
     expect(pid).toBeGreaterThan(0);
     const selector = { selector: { case: 'pid' as const, value: pid } };
-    await client.sendInput({ process: selector, input: { input: { case: 'stdin', value: new TextEncoder().encode('ping\n') } } }, { headers });
+    await client.sendInput(
+      {
+        process: selector,
+        input: { input: { case: 'stdin', value: new TextEncoder().encode('ping\n') } },
+      },
+      { headers },
+    );
     let echoed = '';
     while (!echoed.includes('ping')) {
       const ev = (await stream.next()).value?.event?.event;
-      if (ev?.case === 'data' && ev.value.output.case === 'stdout') echoed += new TextDecoder().decode(ev.value.output.value);
+      if (ev?.case === 'data' && ev.value.output.case === 'stdout')
+        echoed += new TextDecoder().decode(ev.value.output.value);
     }
     expect(echoed).toBe('ping\n');
     await client.closeStdin({ process: selector }, { headers });
@@ -105,7 +134,9 @@ describe('gateway', () => {
   it('passes an HTTP Upgrade (WebSocket) through to a user port, bytes both ways', async () => {
     const echo = http.createServer();
     echo.on('upgrade', (_req, socket) => {
-      socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
+      socket.write(
+        'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n',
+      );
       socket.pipe(socket);
     });
     await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
@@ -117,7 +148,12 @@ describe('gateway', () => {
           host: u.hostname,
           port: u.port,
           path: '/ws',
-          headers: { Connection: 'Upgrade', Upgrade: 'websocket', 'E2b-Sandbox-Id': id, 'E2b-Sandbox-Port': '8080' },
+          headers: {
+            Connection: 'Upgrade',
+            Upgrade: 'websocket',
+            'E2b-Sandbox-Id': id,
+            'E2b-Sandbox-Port': '8080',
+          },
         });
         req.on('upgrade', (res, socket) => {
           expect(res.statusCode).toBe(101);

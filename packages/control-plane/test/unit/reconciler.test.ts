@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type TestCluster, startTestCluster } from '../support/cluster.ts';
-import { type TestPostgres, startPostgres } from '../support/postgres.ts';
+import { startTestCluster, type TestCluster } from '../support/cluster.ts';
+import { startPostgres, type TestPostgres } from '../support/postgres.ts';
 
 // The reconciler against a fake agent whose list the test controls, on both databases.
 let pg: TestPostgres;
@@ -14,12 +14,16 @@ afterAll(async () => {
 describe.each(['sqlite', 'postgres'] as const)('reconciler on %s', (dialect) => {
   let c: TestCluster;
   beforeAll(async () => {
-    c = await startTestCluster(dialect, pg, { capacity: { vcpus: 64, memoryMb: 1 << 18, diskMb: 1 << 22 } });
+    c = await startTestCluster(dialect, pg, {
+      capacity: { vcpus: 64, memoryMb: 1 << 18, diskMb: 1 << 22 },
+    });
   });
   afterAll(async () => {
     await c?.close();
   });
-  const create = async (body: object = {}) => (await c.t.api('POST', '/v1/sandboxes', { body: { templateId: 'minimal', ...body } })).body.sandboxId as string;
+  const create = async (body: object = {}) =>
+    (await c.t.api('POST', '/v1/sandboxes', { body: { templateId: 'minimal', ...body } })).body
+      .sandboxId as string;
   const status = async (id: string) => (await c.t.api('GET', `/v1/sandboxes/${id}`)).body.status;
   const reconcile = () => c.t.cp.core.reconciler.runOnce();
 
@@ -34,7 +38,9 @@ describe.each(['sqlite', 'postgres'] as const)('reconciler on %s', (dialect) => 
     expect(report.hostsMarkedUnreachable).toEqual([c.agents[0]!.hostId]);
     expect(await status(running)).toBe('missing');
     expect(await status(paused)).toBe('missing');
-    expect((await c.t.api('GET', `/v1/hosts/${c.agents[0]!.hostId}`)).body.status).toBe('unreachable');
+    expect((await c.t.api('GET', `/v1/hosts/${c.agents[0]!.hostId}`)).body.status).toBe(
+      'unreachable',
+    );
     // The host comes back: its list says what is running and what is paused.
     await c.heartbeatAll();
     await reconcile();
@@ -54,12 +60,20 @@ describe.each(['sqlite', 'postgres'] as const)('reconciler on %s', (dialect) => 
     expect(await status(a)).toBe('paused');
     expect(await status(b)).toBe('stopped');
     const audit = await c.t.api('GET', '/v1/audit?action=sandbox.reconcile&limit=1000');
-    expect(audit.body.entries.find((e: any) => e.targetId === a).details).toMatchObject({ from: 'running', to: 'paused', reason: 'auto-paused' });
+    expect(audit.body.entries.find((e: any) => e.targetId === a).details).toMatchObject({
+      from: 'running',
+      to: 'paused',
+      reason: 'auto-paused',
+    });
   });
 
   it('destroys, and audits, a sandbox the agent holds but the DB calls stopped', async () => {
     const id = await create();
-    await c.t.cp.core.db.kysely.updateTable('sandboxes').set({ status: 'stopped' }).where('id', '=', id).execute();
+    await c.t.cp.core.db.kysely
+      .updateTable('sandboxes')
+      .set({ status: 'stopped' })
+      .where('id', '=', id)
+      .execute();
     expect(c.agents[0]!.sandboxes.has(id)).toBe(true);
     const report = await reconcile();
     expect(report.destroyed).toContain(id);
@@ -70,7 +84,11 @@ describe.each(['sqlite', 'postgres'] as const)('reconciler on %s', (dialect) => 
 
   it('leaves transient statuses alone during their grace period, then lets the agent win', async () => {
     const id = await create();
-    await c.t.cp.core.db.kysely.updateTable('sandboxes').set({ status: 'pausing', status_changed_at: c.t.clock.now() }).where('id', '=', id).execute();
+    await c.t.cp.core.db.kysely
+      .updateTable('sandboxes')
+      .set({ status: 'pausing', status_changed_at: c.t.clock.now() })
+      .where('id', '=', id)
+      .execute();
     await reconcile();
     expect(await status(id)).toBe('pausing');
     c.t.clock.advance(c.t.cp.core.config.transientGraceMs + 1);
@@ -82,11 +100,19 @@ describe.each(['sqlite', 'postgres'] as const)('reconciler on %s', (dialect) => 
   it('kills while the host is unreachable are deferred, then carried out when it returns', async () => {
     const id = await create();
     const agent = c.agents[0]!;
-    await c.t.cp.core.db.kysely.updateTable('hosts').set({ agent_url: 'http://127.0.0.1:9' }).where('id', '=', agent.hostId).execute();
+    await c.t.cp.core.db.kysely
+      .updateTable('hosts')
+      .set({ agent_url: 'http://127.0.0.1:9' })
+      .where('id', '=', agent.hostId)
+      .execute();
     const k = await c.t.api('DELETE', `/v1/sandboxes/${id}`);
     expect(k.status).toBe(204);
     expect(agent.sandboxes.has(id)).toBe(true);
-    await c.t.cp.core.db.kysely.updateTable('hosts').set({ agent_url: agent.url }).where('id', '=', agent.hostId).execute();
+    await c.t.cp.core.db.kysely
+      .updateTable('hosts')
+      .set({ agent_url: agent.url })
+      .where('id', '=', agent.hostId)
+      .execute();
     await reconcile();
     expect(agent.sandboxes.has(id)).toBe(false);
   });

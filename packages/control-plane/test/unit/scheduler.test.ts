@@ -1,10 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chooseHost, scarcestAfter } from '../../src/scheduler/placement.ts';
 import { startTestCluster } from '../support/cluster.ts';
-import { type TestPostgres, startPostgres } from '../support/postgres.ts';
+import { startPostgres, type TestPostgres } from '../support/postgres.ts';
 
 describe('placement rule', () => {
-  const host = (hostId: string, used: [number, number, number], cap: [number, number, number] = [8, 8192, 10_000]) => ({
+  const host = (
+    hostId: string,
+    used: [number, number, number],
+    cap: [number, number, number] = [8, 8192, 10_000],
+  ) => ({
     hostId,
     capacity: { vcpus: cap[0], memoryMb: cap[1], diskMb: cap[2] },
     used: { vcpus: used[0], memoryMb: used[1], diskMb: used[2] },
@@ -39,25 +43,37 @@ afterAll(async () => {
 
 describe.each(['sqlite', 'postgres'] as const)('scheduling through the API on %s', (dialect) => {
   it('spreads sandboxes across hosts by load, admits until full, then answers 503 without overcommitting', async () => {
-    const c = await startTestCluster(dialect, pg, { agents: 2, capacity: { vcpus: 2, memoryMb: 2048, diskMb: 100_000 } });
+    const c = await startTestCluster(dialect, pg, {
+      agents: 2,
+      capacity: { vcpus: 2, memoryMb: 2048, diskMb: 100_000 },
+    });
     try {
       const hosts: string[] = [];
       for (let i = 0; i < 4; i++) {
-        const r = await c.t.api('POST', '/v1/sandboxes', { body: { templateId: 'minimal', vcpus: 1, memoryMb: 512 } });
+        const r = await c.t.api('POST', '/v1/sandboxes', {
+          body: { templateId: 'minimal', vcpus: 1, memoryMb: 512 },
+        });
         expect(r.status).toBe(201);
         hosts.push(r.body.hostId);
       }
       // Alternating: each placement makes its host the more loaded one.
       expect(hosts.filter((h) => h === c.agents[0]!.hostId)).toHaveLength(2);
       expect(hosts.filter((h) => h === c.agents[1]!.hostId)).toHaveLength(2);
-      const full = await c.t.api('POST', '/v1/sandboxes', { body: { templateId: 'minimal', vcpus: 1, memoryMb: 512 } });
+      const full = await c.t.api('POST', '/v1/sandboxes', {
+        body: { templateId: 'minimal', vcpus: 1, memoryMb: 512 },
+      });
       expect(full.status).toBe(503);
-      expect(full.body).toEqual({ code: 'unavailable', message: expect.stringContaining('no host has room for 1 vCPU') });
+      expect(full.body).toEqual({
+        code: 'unavailable',
+        message: expect.stringContaining('no host has room for 1 vCPU'),
+      });
       expect(c.agents[0]!.sandboxes.size + c.agents[1]!.sandboxes.size).toBe(4);
       // A paused sandbox frees CPU and RAM on its host: a new one fits again, on that host.
       const first = (await c.t.api('GET', '/v1/sandboxes?limit=1000')).body.sandboxes.at(-1);
       await c.t.api('POST', `/v1/sandboxes/${first.sandboxId}/pause`);
-      const again = await c.t.api('POST', '/v1/sandboxes', { body: { templateId: 'minimal', vcpus: 1, memoryMb: 512 } });
+      const again = await c.t.api('POST', '/v1/sandboxes', {
+        body: { templateId: 'minimal', vcpus: 1, memoryMb: 512 },
+      });
       expect(again.status).toBe(201);
       expect(again.body.hostId).toBe(first.hostId);
       // …and now the paused one cannot resume on its (full) host: 503, still paused.
@@ -78,7 +94,9 @@ describe.each(['sqlite', 'postgres'] as const)('scheduling through the API on %s
       expect(r.status).toBe(503);
       expect(r.body.message).toContain('no host is registered and reachable');
       await c.heartbeatAll();
-      expect((await c.t.api('POST', '/v1/sandboxes', { body: { templateId: 'minimal' } })).status).toBe(201);
+      expect(
+        (await c.t.api('POST', '/v1/sandboxes', { body: { templateId: 'minimal' } })).status,
+      ).toBe(201);
     } finally {
       await c.close();
     }

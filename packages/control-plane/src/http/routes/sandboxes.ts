@@ -27,9 +27,13 @@ function parseMetadataFilter(raw: string | undefined): Record<string, string> | 
 
 function parseStatuses(raw: string | undefined): SandboxStatus[] | undefined {
   if (!raw) return undefined;
-  const list = raw.split(',').map((s) => s.trim()).filter(Boolean);
+  const list = raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   for (const s of list) {
-    if (!STATUSES.has(s as SandboxStatus)) throw new WrennError('invalid_argument', `query.status: unknown status '${s}'`);
+    if (!STATUSES.has(s as SandboxStatus))
+      throw new WrennError('invalid_argument', `query.status: unknown status '${s}'`);
   }
   return list as SandboxStatus[];
 }
@@ -37,14 +41,20 @@ function parseStatuses(raw: string | undefined): SandboxStatus[] | undefined {
 export function sandboxRoutes(r: RouteRegistry, core: Core): void {
   const svc = core.sandboxes;
   r.add({
-    method: 'POST', url: '/v1/sandboxes', tag: 'sandboxes', auth: 'key',
+    method: 'POST',
+    url: '/v1/sandboxes',
+    tag: 'sandboxes',
+    auth: 'key',
     summary: 'Create a sandbox from a template',
     body: CreateSandboxBody,
     response: { status: 201, schema: Sandbox },
     handler: ({ caller, body }) => svc.create(caller, body),
   });
   r.add({
-    method: 'GET', url: '/v1/sandboxes', tag: 'sandboxes', auth: 'key',
+    method: 'GET',
+    url: '/v1/sandboxes',
+    tag: 'sandboxes',
+    auth: 'key',
     summary: 'List sandboxes, newest first, filtered by metadata and status, paged by nextToken',
     query: ListSandboxesQuery,
     response: { status: 200, schema: SandboxList },
@@ -57,28 +67,40 @@ export function sandboxRoutes(r: RouteRegistry, core: Core): void {
       }),
   });
   r.add({
-    method: 'GET', url: '/v1/sandboxes/:id', tag: 'sandboxes', auth: 'key',
+    method: 'GET',
+    url: '/v1/sandboxes/:id',
+    tag: 'sandboxes',
+    auth: 'key',
     summary: 'Get a sandbox',
     params: IdParams,
     response: { status: 200, schema: Sandbox },
     handler: ({ caller, params }) => svc.get(caller, params.id),
   });
   r.add({
-    method: 'DELETE', url: '/v1/sandboxes/:id', tag: 'sandboxes', auth: 'key',
+    method: 'DELETE',
+    url: '/v1/sandboxes/:id',
+    tag: 'sandboxes',
+    auth: 'key',
     summary: 'Kill a sandbox (its VM and data are destroyed)',
     params: IdParams,
     response: { status: 204 },
     handler: ({ caller, params }) => svc.kill(caller, params.id),
   });
   r.add({
-    method: 'POST', url: '/v1/sandboxes/:id/pause', tag: 'sandboxes', auth: 'key',
+    method: 'POST',
+    url: '/v1/sandboxes/:id/pause',
+    tag: 'sandboxes',
+    auth: 'key',
     summary: 'Pause a running sandbox to disk (409 if already paused)',
     params: IdParams,
     response: { status: 200, schema: Sandbox },
     handler: ({ caller, params }) => svc.pause(caller, params.id),
   });
   r.add({
-    method: 'POST', url: '/v1/sandboxes/:id/resume', tag: 'sandboxes', auth: 'key',
+    method: 'POST',
+    url: '/v1/sandboxes/:id/resume',
+    tag: 'sandboxes',
+    auth: 'key',
     summary: 'Resume a paused sandbox on the host holding its snapshot (409 if running)',
     params: IdParams,
     body: ResumeBody,
@@ -86,7 +108,10 @@ export function sandboxRoutes(r: RouteRegistry, core: Core): void {
     handler: ({ caller, params, body }) => svc.resume(caller, params.id, body),
   });
   r.add({
-    method: 'POST', url: '/v1/sandboxes/:id/timeout', tag: 'sandboxes', auth: 'key',
+    method: 'POST',
+    url: '/v1/sandboxes/:id/timeout',
+    tag: 'sandboxes',
+    auth: 'key',
     summary: 'Set the timeout, counted from now (0 = none)',
     params: IdParams,
     body: TimeoutBody,
@@ -94,7 +119,10 @@ export function sandboxRoutes(r: RouteRegistry, core: Core): void {
     handler: ({ caller, params, body }) => svc.setTimeout(caller, params.id, body.timeoutSeconds),
   });
   r.add({
-    method: 'POST', url: '/v1/sandboxes/:id/exec', tag: 'sandboxes', auth: 'key',
+    method: 'POST',
+    url: '/v1/sandboxes/:id/exec',
+    tag: 'sandboxes',
+    auth: 'key',
     summary: 'Run a command to completion; output as UTF-8, or base64 when binary',
     params: IdParams,
     body: ExecBody,
@@ -102,7 +130,10 @@ export function sandboxRoutes(r: RouteRegistry, core: Core): void {
     handler: ({ caller, params, body }) => svc.exec(caller, params.id, body),
   });
   r.add({
-    method: 'GET', url: '/v1/sandboxes/:id/files', tag: 'files', auth: 'key',
+    method: 'GET',
+    url: '/v1/sandboxes/:id/files',
+    tag: 'files',
+    auth: 'key',
     summary: "Read a file's bytes",
     params: IdParams,
     query: FileQuery,
@@ -116,23 +147,35 @@ export function sandboxRoutes(r: RouteRegistry, core: Core): void {
     },
   });
   r.add({
-    method: 'PUT', url: '/v1/sandboxes/:id/files', tag: 'files', auth: 'key',
+    method: 'PUT',
+    url: '/v1/sandboxes/:id/files',
+    tag: 'files',
+    auth: 'key',
     summary: 'Write a file (raw request body), creating parent directories',
     params: IdParams,
     query: FileQuery,
     rawBody: true,
     response: { status: 204 },
     handler: async ({ caller, params, query, body }) => {
-      const data = Buffer.isBuffer(body) ? body : typeof body === 'string' ? Buffer.from(body) : Buffer.alloc(0);
+      const data = Buffer.isBuffer(body)
+        ? body
+        : typeof body === 'string'
+          ? Buffer.from(body)
+          : Buffer.alloc(0);
       await svc.writeFile(caller, params.id, query.path, data, query.user);
     },
   });
   r.add({
-    method: 'GET', url: '/v1/sandboxes/:id/metrics', tag: 'sandboxes', auth: 'key',
+    method: 'GET',
+    url: '/v1/sandboxes/:id/metrics',
+    tag: 'sandboxes',
+    auth: 'key',
     summary: 'CPU, memory and disk samples',
     params: IdParams,
     query: MetricsQuery,
     response: { status: 200, schema: MetricsResult },
-    handler: async ({ caller, params, query }) => ({ points: await svc.metrics(caller, params.id, query.since) }),
+    handler: async ({ caller, params, query }) => ({
+      points: await svc.metrics(caller, params.id, query.since),
+    }),
   });
 }
