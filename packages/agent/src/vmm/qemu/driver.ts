@@ -100,7 +100,7 @@ export class QemuDriver implements VmmDriver {
     await rm(files.pid, { force: true });
 
     let meta: SnapshotMeta | undefined;
-    const qspec = this.baseSpec(spec);
+    const qspec = this.qemuSpec(spec);
     if (source.kind === 'cold') {
       if (sharedMemoryFile) qspec.memoryFile = { path: sharedMemoryFile, share: true };
       else qspec.ramBackend = true;
@@ -262,7 +262,7 @@ export class QemuDriver implements VmmDriver {
         overlay: disk,
         network: { kind: 'user', envdHostPort: await freeLoopbackPort() },
       };
-      const qspec = this.baseSpec(helperSpec);
+      const qspec = this.qemuSpec(helperSpec);
       qspec.memoryFile = { path: join(dir, SNAPSHOT_FILES.memory), share: true };
       qspec.incoming = 'defer';
       qspec.paused = true;
@@ -407,7 +407,8 @@ export class QemuDriver implements VmmDriver {
     }
   }
 
-  private baseSpec(spec: VmSpec): QemuVmSpec {
+  /** The QEMU description of a VM, as every start uses it (benchmarks reuse it for raw floors). */
+  qemuSpec(spec: VmSpec): QemuVmSpec {
     const files = runtimePaths(spec.runDir);
     return {
       name: processName(spec.vmId),

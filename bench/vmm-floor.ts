@@ -1,0 +1,354 @@
+/**
+ * Raw QEMU floors for the agent's lifecycle figures, measured on the same files the agent
+ * uses: what QEMU itself needs, with nothing of Wrenn's around it.
+ *
+ *   clone    spawn QEMU mapping a template's RAM privately with `-incoming defer`; over
+ *            QMP set x-ignore-shared (QEMU 7.2 has no command-line switch for it) and
+ *            `migrate-incoming exec:cat vmstate`; autostart → first GET /health 204.
+ *   migrate  a running VM: QMP `stop` + `migrate exec:cat > file` (bandwidth cap lifted)
+ *            → MIGRATION completed and the writer finished.
+ *   restore  spawn QEMU with `-incoming exec:cat file` into anonymous RAM, autostart
+ *            → first GET /health 204.
+ *
+ * The VMs use the driver's own machine description (QemuDriver.qemuSpec), so streams are
+ * compatible with it; only daemonizing, the pidfile and QMP are left out.
+ *
+ * Exported for `bench/agent.ts` (each agent figure next to its floor, same run, same
+ * files); run directly for the driver's own figures next to the floors:
+ *   node --import tsx bench/vmm-floor.ts [--runs N] [--dir WRENN_DIR] [--image minimal]
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import type { VmSpec } from '@wrenn/agent/vmm/driver.ts';
+import { QEMU_BINARY, qemuArgs } from '@wrenn/agent/vmm/qemu/args.ts';
+import {
+  buildTemplateSnapshot,
+  createOverlay,
+  freeLoopbackPort,
+  hostAccelerator,
+  QemuDriver,
+  QmpClient,
+  readSnapshotMeta,
+  SNAPSHOT_FILES,
+  waitEnvdHealthy,
+} from '@wrenn/agent/vmm/qemu/index.ts';
+import { shellQuote } from '@wrenn/agent/vmm/qemu/snapshot.ts';
+import { wrennDir as defaultWrennDir } from '@wrenn/common';
+
+export interface FloorVm {
+  kernel: string;
+  initrd: string;
+  /** The image's kernel command line (the driver adds its defaults, as for real VMs). */
+  cmdline?: string;
+  vcpus: number;
+  memoryMb: number;
+}
+
+export interface Figures {
+  medianMs: number;
+  samplesMs: number[];
+}
+
+export const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+const figures = (samplesMs: number[]): Figures => ({ medianMs: median(samplesMs), samplesMs });
+
+const READY_TIMEOUT_MS = 300_000;
+
+/** A raw QEMU child (not daemonized), killed by the caller. */
+interface RawVm {
+  child: ChildProcess;
+  port: number;
+  qmp: QmpClient;
+  ready(): Promise<void>;
+  kill(): Promise<void>;
+}
+
+async function spawnRaw(
+  driver: QemuDriver,
+  vm: FloorVm,
+  work: string,
+  overlay: string,
+  extra: { memoryFile?: string; stream: string; ignoreShared: boolean },
+): Promise<RawVm> {
+  const port = await freeLoopbackPort();
+  const sock = join(work, 'q.sock');
+  const spec: VmSpec = {
+    ...vm,
+    vmId: 'floor',
+    runDir: work,
+    overlay,
+    network: { kind: 'user', envdHostPort: port },
+  };
+  const q = driver.qemuSpec(spec);
+  q.daemonize = false;
+  q.pidFile = undefined;
+  q.qmpSocket = sock;
+  q.console = { kind: 'none' };
+  if (extra.memoryFile) q.memoryFile = { path: extra.memoryFile, share: false };
+  else q.ramBackend = true;
+  q.incoming = 'defer';
+  const child = spawn(QEMU_BINARY, qemuArgs(q), { stdio: ['ignore', 'ignore', 'inherit'] });
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  // x-ignore-shared can only be set over QMP (QEMU 7.2 has no command-line switch), and a
+  // stream saved from a stopped VM loads into a stopped VM: `cont` is always needed.
+  const qmp = await QmpClient.connect(sock);
+  await qmp.execute('migrate-set-capabilities', {
+    capabilities: [
+      { capability: 'events', state: true },
+      { capability: 'x-ignore-shared', state: extra.ignoreShared },
+    ],
+  });
+  const done = qmp.waitEvent(
+    'MIGRATION',
+    (e) => ['completed', 'failed'].includes(String(e.data?.status)),
+    600_000,
+  );
+  await qmp.execute('migrate-incoming', { uri: `exec:cat ${shellQuote(extra.stream)}` });
+  const ev = await done;
+  if (ev.data?.status !== 'completed') throw new Error(`raw incoming migration ${ev.data?.status}`);
+  await qmp.execute('cont');
+  return {
+    child,
+    port,
+    qmp,
+    ready: () =>
+      waitEnvdHealthy(
+        port,
+        READY_TIMEOUT_MS,
+        async () => child.exitCode !== null || child.signalCode !== null,
+      ),
+    kill: async () => {
+      qmp.destroy();
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await exited;
+    },
+  };
+}
+
+/**
+ * Raw clone floor: template snapshot dir (memory, vmstate, disk) → envd ready. Each run
+ * gets a fresh overlay on the template's disk, as a sandbox would.
+ */
+export async function rawCloneFloor(
+  driver: QemuDriver,
+  vm: FloorVm,
+  templateDir: string,
+  runs: number,
+): Promise<Figures> {
+  const meta = await readSnapshotMeta(templateDir);
+  const disk = join(templateDir, meta.disk ?? SNAPSHOT_FILES.disk);
+  const samples: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const work = await mkdtemp(join(tmpdir(), 'wrenn-floor-'));
+    const overlay = join(work, 'rootfs.qcow2');
+    await createOverlay(disk, 'qcow2', overlay);
+    const t = performance.now();
+    const raw = await spawnRaw(driver, vm, work, overlay, {
+      memoryFile: join(templateDir, SNAPSHOT_FILES.memory),
+      stream: join(templateDir, SNAPSHOT_FILES.state),
+      ignoreShared: true,
+    });
+    try {
+      await raw.ready();
+      samples.push(performance.now() - t);
+    } finally {
+      await raw.kill();
+      await rm(work, { recursive: true, force: true });
+    }
+  }
+  return figures(samples);
+}
+
+/**
+ * Raw migrate-to-file and restore floors: each run clones a VM from the template, lets
+ * envd come up, then times `stop` + `migrate` to a file (migrate) and a fresh QEMU loading
+ * that file to envd ready (restore).
+ */
+export async function rawPauseResumeFloors(
+  driver: QemuDriver,
+  vm: FloorVm,
+  templateDir: string,
+  runs: number,
+): Promise<{ migrate: Figures; restore: Figures; streamBytes: number }> {
+  const meta = await readSnapshotMeta(templateDir);
+  const disk = join(templateDir, meta.disk ?? SNAPSHOT_FILES.disk);
+  const migrate: number[] = [];
+  const restore: number[] = [];
+  let streamBytes = 0;
+  for (let i = 0; i < runs; i++) {
+    const work = await mkdtemp(join(tmpdir(), 'wrenn-floor-'));
+    const overlay = join(work, 'rootfs.qcow2');
+    const stream = join(work, 'full');
+    await createOverlay(disk, 'qcow2', overlay);
+    const src = await spawnRaw(driver, vm, work, overlay, {
+      memoryFile: join(templateDir, SNAPSHOT_FILES.memory),
+      stream: join(templateDir, SNAPSHOT_FILES.state),
+      ignoreShared: true,
+    });
+    try {
+      await src.ready();
+      const qmp = src.qmp;
+      await qmp.execute('migrate-set-capabilities', {
+        capabilities: [{ capability: 'x-ignore-shared', state: false }],
+      });
+      await qmp.execute('migrate-set-parameters', { 'max-bandwidth': 64 * 1024 ** 3 });
+      const t = performance.now();
+      await qmp.execute('stop');
+      const done = qmp.waitEvent(
+        'MIGRATION',
+        (e) => ['completed', 'failed'].includes(String(e.data?.status)),
+        600_000,
+      );
+      await qmp.execute('migrate', { uri: `exec:cat > ${shellQuote(stream)}` });
+      const ev = await done;
+      if (ev.data?.status !== 'completed') throw new Error(`raw migrate ${ev.data?.status}`);
+      await waitWriterDone(stream, src.child.pid!);
+      migrate.push(performance.now() - t);
+      streamBytes = (await stat(stream)).size;
+    } finally {
+      await src.kill();
+    }
+    const t = performance.now();
+    const dst = await spawnRaw(driver, vm, work, overlay, { stream, ignoreShared: false });
+    try {
+      await dst.ready();
+      restore.push(performance.now() - t);
+    } finally {
+      await dst.kill();
+      await rm(work, { recursive: true, force: true });
+    }
+  }
+  return { migrate: figures(migrate), restore: figures(restore), streamBytes };
+}
+
+/** The `cat` QEMU forked for `exec:` is done when QEMU has no child left. */
+async function waitWriterDone(file: string, qemuPid: number): Promise<void> {
+  const { readFile } = await import('node:fs/promises');
+  for (;;) {
+    const children = await readFile(`/proc/${qemuPid}/task/${qemuPid}/children`, 'utf8').catch(
+      () => '',
+    );
+    if (children.trim() === '') break;
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  await stat(file);
+}
+
+/** The driver's figures for the same three operations, for ratios against the floors. */
+export async function driverFigures(
+  driver: QemuDriver,
+  vm: FloorVm,
+  templateDir: string,
+  runs: number,
+): Promise<{ clone: Figures; pause: Figures; restore: Figures }> {
+  const meta = await readSnapshotMeta(templateDir);
+  const disk = join(templateDir, meta.disk ?? SNAPSHOT_FILES.disk);
+  const clone: number[] = [];
+  const pause: number[] = [];
+  const restore: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const work = await mkdtemp(join(tmpdir(), 'wrenn-drv-'));
+    const overlay = join(work, 'rootfs.qcow2');
+    await createOverlay(disk, 'qcow2', overlay);
+    const spec: VmSpec = {
+      ...vm,
+      vmId: `bench-${i}`,
+      runDir: join(work, 'vm'),
+      overlay,
+      network: { kind: 'user', envdHostPort: await freeLoopbackPort() },
+    };
+    let t = performance.now();
+    const ref = await driver.start(spec, { kind: 'template', snapshotDir: templateDir });
+    try {
+      await waitEnvdHealthy(spec.network.envdHostPort, READY_TIMEOUT_MS);
+      clone.push(performance.now() - t);
+      t = performance.now();
+      await driver.pause(ref);
+      await driver.snapshotToDir(ref, join(work, 'snap'), 'full');
+      pause.push(performance.now() - t);
+    } finally {
+      await driver.kill(ref);
+    }
+    const rspec = {
+      ...spec,
+      network: { kind: 'user' as const, envdHostPort: await freeLoopbackPort() },
+    };
+    t = performance.now();
+    const back = await driver.start(rspec, { kind: 'snapshot', snapshotDir: join(work, 'snap') });
+    try {
+      await waitEnvdHealthy(rspec.network.envdHostPort, READY_TIMEOUT_MS);
+      restore.push(performance.now() - t);
+    } finally {
+      await driver.kill(back);
+      await rm(work, { recursive: true, force: true });
+    }
+  }
+  return { clone: figures(clone), pause: figures(pause), restore: figures(restore) };
+}
+
+async function main() {
+  const { values } = parseArgs({
+    options: {
+      runs: { type: 'string', default: '10' },
+      dir: { type: 'string' },
+      image: { type: 'string', default: 'minimal' },
+    },
+  });
+  const runs = Number(values.runs);
+  const dir = defaultWrennDir(values.dir);
+  const { listImages, bootFiles } = await import('@wrenn/images');
+  const info = (await listImages(dir)).find((i) => i.name === values.image && i.valid);
+  if (!info?.manifest)
+    throw new Error(
+      `image ${values.image} is not built in ${dir} (wrenn images build ${values.image})`,
+    );
+  const files = bootFiles(dir, { ...info, manifest: info.manifest });
+  const { accelerator } = await hostAccelerator(dir);
+  const driver = new QemuDriver({ accel: accelerator });
+  const vm: FloorVm = {
+    kernel: files.kernel,
+    initrd: files.initrd,
+    cmdline: files.cmdline,
+    vcpus: 1,
+    memoryMb: 512,
+  };
+  const work = await mkdtemp(join(tmpdir(), 'wrenn-vmm-bench-'));
+  try {
+    const tpl = await buildTemplateSnapshot(driver, {
+      ...vm,
+      rootfs: files.rootfs,
+      snapshotDir: join(work, 'tpl'),
+    });
+    const templateDir = join(work, 'tpl');
+    const rawClone = await rawCloneFloor(driver, vm, templateDir, runs);
+    const raw = await rawPauseResumeFloors(driver, vm, templateDir, runs);
+    const drv = await driverFigures(driver, vm, templateDir, runs);
+    const row = (name: string, d: Figures, f: Figures) =>
+      `${name.padEnd(24)} driver ${d.medianMs.toFixed(0).padStart(6)} ms   floor ${f.medianMs.toFixed(0).padStart(6)} ms   ratio ${(d.medianMs / f.medianMs).toFixed(2)}`;
+    console.log(
+      `vmm floors — ${accelerator}, ${vm.memoryMb} MiB, 1 vCPU, image ${values.image}, median of ${runs}`,
+    );
+    console.log(
+      `template build: cold boot to envd ready ${tpl.bootMs.toFixed(0)} ms, save ${tpl.saveMs.toFixed(0)} ms`,
+    );
+    console.log(row('clone → envd ready', drv.clone, rawClone));
+    console.log(row('pause (stop + save)', drv.pause, raw.migrate));
+    console.log(row('restore → envd ready', drv.restore, raw.restore));
+    console.log(`full stream ${(raw.streamBytes / 1e6).toFixed(1)} MB`);
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  main().catch((e) => {
+    console.error(e);
+    process.exit(1);
+  });
+}
