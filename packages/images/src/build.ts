@@ -1,5 +1,5 @@
 import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { layout, SYSTEM_TEAM, WrennError, wrennDir, writeFileAtomic } from '@wrenn/common';
 import { hostAptSources } from './apt.ts';
 import { DEFAULT_CMDLINE, ENVD_PORT, IMAGE_NAMES, IMAGES, type ImageName } from './catalog.ts';
@@ -83,7 +83,13 @@ export async function buildImage(name: string, opts: BuildOptions = {}): Promise
   if (image === 'base') await requireTool(TOOLS.mmdebstrap);
 
   try {
-    for (const d of [paths.kernels, paths.image(SYSTEM_TEAM, image), paths.tmp, cacheDir]) {
+    // The image dir itself appears only by the final rename (a complete image or none).
+    for (const d of [
+      paths.kernels,
+      dirname(paths.image(SYSTEM_TEAM, image)),
+      paths.tmp,
+      cacheDir,
+    ]) {
       await mkdir(d, { recursive: true });
     }
     return await withLock(join(paths.images, '.build.lock'), () =>
@@ -165,12 +171,13 @@ async function buildLocked(image: ImageName, ctx: Ctx): Promise<BuildResult> {
       await populateMinimal(tree, busybox);
     } else {
       progress.stage('userland (mmdebstrap)');
-      await rm(tree, { recursive: true });
       await populateBase({
         root: tree,
         packages: parsePackageList(await readFile(ctx.recipes.basePackages, 'utf8')),
         customizeScript: ctx.recipes.baseCustomize,
         progress,
+        cacheDir: ctx.cacheDir,
+        userlandKey: inputsHash(inputs.base as Record<string, unknown>),
       });
     }
     progress.stage('runtime + envd');

@@ -18,6 +18,7 @@ export const TOOLS = {
   mkfsExt4: { command: 'mkfs.ext4', debian: 'e2fsprogs' },
   mmdebstrap: { command: 'mmdebstrap', debian: 'mmdebstrap' },
   ldd: { command: 'ldd', debian: 'libc-bin' },
+  tar: { command: 'tar', debian: 'tar' },
 } as const satisfies Record<string, Tool>;
 
 const SEARCH_EXTRA = ['/usr/sbin', '/sbin'];

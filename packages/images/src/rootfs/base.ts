@@ -1,4 +1,5 @@
-import { readFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { WrennError } from '@wrenn/common';
 import { hostAptSources } from '../apt.ts';
 import { requireTool, run, TOOLS } from '../exec.ts';
@@ -34,6 +35,10 @@ export async function populateBase(opts: {
   packages: string[];
   customizeScript: string;
   progress: Progress;
+  /** Where the userland tarball is kept, keyed by `userlandKey`. */
+  cacheDir: string;
+  /** Hash of what the userland depends on (packages, hook, apt sources, mmdebstrap). */
+  userlandKey: string;
 }): Promise<void> {
   if (process.getuid?.() !== 0) {
     throw new WrennError(
@@ -41,14 +46,50 @@ export async function populateBase(opts: {
       'building the base image needs root (mmdebstrap installs packages as root): run it with sudo',
     );
   }
+  // The Debian userland changes far less often than envd or the init scripts: keep it as a
+  // tarball so those rebuilds skip mmdebstrap (minutes on a busy 2-core box).
+  const dir = join(opts.cacheDir, 'userland');
+  const tarball = join(dir, `base-${opts.userlandKey}.tar`);
+  if (!(await stat(tarball).catch(() => undefined))) {
+    await mkdir(dir, { recursive: true });
+    const partial = `${tarball}.tmp-${process.pid}`;
+    try {
+      await mmdebstrapInto(partial, opts);
+      await rename(partial, tarball);
+    } finally {
+      await rm(partial, { force: true });
+    }
+    for (const old of await readdir(dir)) {
+      if (old.startsWith('base-') && old.endsWith('.tar') && join(dir, old) !== tarball)
+        await rm(join(dir, old), { force: true });
+    }
+  } else {
+    opts.progress.note('cached Debian userland');
+  }
+  await mkdir(opts.root, { recursive: true });
+  await run(TOOLS.tar, await requireTool(TOOLS.tar), [
+    '-C',
+    opts.root,
+    '--numeric-owner',
+    '-xpf',
+    tarball,
+  ]);
+}
+
+async function mmdebstrapInto(
+  target: string,
+  opts: { packages: string[]; customizeScript: string; progress: Progress },
+): Promise<void> {
   const mmdebstrap = await requireTool(TOOLS.mmdebstrap);
   const args = [
     '--variant=minbase',
     '--mode=root',
     `--include=${opts.packages.join(',')}`,
     `--customize-hook=sh ${JSON.stringify(opts.customizeScript)} "$1"`,
+    // A plain tarball: owners, modes and device nodes kept exactly, no tree on the host.
+    '--format=tar',
     await hostSuite(),
-    opts.root,
+    target,
     ...(await hostAptSources()),
   ];
   await run(TOOLS.mmdebstrap, mmdebstrap, args, {

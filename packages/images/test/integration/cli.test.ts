@@ -2,6 +2,8 @@ import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { layout } from '@wrenn/common';
+import { buildImage } from '@wrenn/images';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
 const WRENN = resolve(import.meta.dirname, '../../../cli/bin/wrenn.mjs');
@@ -96,9 +98,15 @@ describe('wrenn images / doctor on the command line', () => {
   });
 
   it('images build of an up-to-date image is a no-op', async () => {
-    const r = await wrenn(['--dir', wrennDir, 'images', 'build', 'minimal', '--quiet']);
+    // A private WRENN_DIR (kernel cache shared): other test runs may rebuild the shared one.
+    const dir = join(empty, 'noop');
+    await buildImage('minimal', { dir, cacheDir: layout(wrennDir).cache });
+    const r = await wrenn(['--dir', dir, 'images', 'build', 'minimal', '--quiet']);
+    expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/^minimal: cached /);
+    expect(r.stdout).toMatch(
+      /^minimal: cached .*\/images\/public\/minimal\/rootfs\.ext4 kernel \S+cloud-amd64\n$/,
+    );
   });
 
   it('doctor --json reports a usable accelerator and exits 0 on this machine', async () => {
