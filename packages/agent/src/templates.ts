@@ -46,12 +46,15 @@ export interface TemplateSnapshotMeta {
   vcpus: number;
   /** The sandbox it was taken from, for templates made by CreateTemplateSnapshot. */
   source_sandbox?: string;
+  /** envd's access token inside the snapshot (a clone's /init must present it). */
+  envd_access_token?: string;
 }
 
 interface TemplateJson {
   kernel?: string;
   initrd?: string;
   initramfs?: string;
+  cmdline?: string;
 }
 
 export async function resolveTemplate(dir: string, teamId: string, templateId: string): Promise<Template> {
@@ -81,7 +84,7 @@ export async function resolveTemplate(dir: string, teamId: string, templateId: s
     baseImage,
     kernel,
     initrd,
-    ...(manifest?.kernel.cmdline ? { cmdline: manifest.kernel.cmdline } : {}),
+    ...(manifest?.kernel.cmdline ? { cmdline: manifest.kernel.cmdline } : tj.cmdline ? { cmdline: tj.cmdline } : {}),
     ...(snapshotMeta ? { snapshotDir, snapshotMeta } : {}),
   };
 }

@@ -119,10 +119,10 @@ export async function createSandbox(m: Manager, params: CreateParams): Promise<S
           port,
           {
             envVars: sb.envVars,
-            ...(sb.envdAccessToken ? { accessToken: sb.envdAccessToken } : {}),
+            accessToken: sb.envdAccessToken, // '' clears a token a snapshot's envd may hold
             timestamp: new Date().toISOString(),
           },
-          undefined,
+          source.envdToken,
         ),
       );
       sb.endAt = sb.timeoutMs ? Date.now() + sb.timeoutMs : 0;

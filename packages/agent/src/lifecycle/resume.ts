@@ -71,7 +71,7 @@ export async function resumeSandbox(m: Manager, id: string, timeoutSeconds = 0):
           port,
           {
             envVars: sb.envVars,
-            ...(sb.envdAccessToken ? { accessToken: sb.envdAccessToken } : {}),
+            accessToken: sb.envdAccessToken, // '' clears a token a snapshot's envd may hold
             timestamp: new Date().toISOString(),
           },
           sb.envdAccessToken || undefined,

@@ -21,6 +21,8 @@ import type { VmSource } from '../vmm/driver.ts';
 
 export interface SandboxSource {
   vm: VmSource;
+  /** envd's token inside the snapshot, if the snapshot's envd already has one. */
+  envdToken?: string;
   /** What the new sandbox's overlay is backed by: the disk the snapshot's RAM belongs to. */
   disk: { path: string; format: 'raw' | 'qcow2' };
 }
@@ -46,6 +48,7 @@ export async function templateSource(m: Manager, tpl: Template, sb: Sandbox): Pr
   return {
     vm: { kind: meta.kind === 'template' ? 'template' : 'snapshot', snapshotDir: t.snapshotDir },
     disk,
+    ...(meta.envd_access_token ? { envdToken: meta.envd_access_token } : {}),
   };
 }
 
@@ -137,7 +140,7 @@ export async function createTemplateFromSandbox(
       vcpusStopped = false;
       await writeFileAtomic(
         join(staging, 'template.json'),
-        `${JSON.stringify({ kernel: srcTpl.kernel, initrd: srcTpl.initrd, from_sandbox: sb.id, from_template: `${sb.teamId}/${sb.templateId}` }, null, 2)}\n`,
+        `${JSON.stringify({ kernel: srcTpl.kernel, initrd: srcTpl.initrd, ...(srcTpl.cmdline ? { cmdline: srcTpl.cmdline } : {}), from_sandbox: sb.id, from_template: `${sb.teamId}/${sb.templateId}` }, null, 2)}\n`,
       );
       const meta: TemplateSnapshotMeta = {
         version: 1,
@@ -146,6 +149,7 @@ export async function createTemplateFromSandbox(
         memory_mb: sb.memoryMb,
         vcpus: sb.vcpus,
         source_sandbox: sb.id,
+        ...(sb.envdAccessToken ? { envd_access_token: sb.envdAccessToken } : {}),
       };
       await step(log, 'template', 'promote-template', f, async () => {
         for (const name of await readdir(snapDir)) await fsyncPath(join(snapDir, name));
