@@ -1,10 +1,11 @@
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { bootFiles, listImages } from '@wrenn/images';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { VmRef, VmSpec } from '../../src/vmm/driver.ts';
@@ -28,6 +29,7 @@ declare module 'vitest' {
 // Real QEMU guests under the host's accelerator (TCG here): the `minimal` image built by
 // the shared global setup. Every VM a test starts is killed in afterAll.
 
+const execFileP = promisify(execFile);
 const READY_MS = 300_000;
 const MEMORY_MB = 512;
 
@@ -212,6 +214,55 @@ describe('QemuDriver with real guests', () => {
     await driver.resume(restored);
     expect((await driver.query(restored)).state).toBe('running');
     await waitEnvdHealthy(restored.spec.network.envdHostPort, READY_MS);
+  });
+
+  it('makes a template from a running clone (private RAM), which keeps running; clones of it inherit its memory', async () => {
+    const spec = await specFor('tpl-source', templateDisk());
+    const src = await track(driver.start(spec, { kind: 'template', snapshotDir: templateDir }));
+    await waitEnvdHealthy(spec.network.envdHostPort, READY_MS);
+    const token = randomBytes(64);
+    await putFile(src, '/dev/shm/inherited', token);
+    await driver.pause(src);
+    const derived = join(work, 'derived-template');
+    const res = await driver.snapshotToDir(src, derived, 'template');
+    expect(res.files.sort()).toEqual([...Object.values(SNAPSHOT_FILES)].sort());
+    await driver.resume(src);
+    await waitEnvdHealthy(spec.network.envdHostPort, READY_MS);
+    expect((await getFile(src, '/dev/shm/inherited')).body.equals(token)).toBe(true);
+
+    const child = await specFor('derived-clone', {
+      path: join(derived, SNAPSHOT_FILES.disk),
+      format: 'qcow2',
+    });
+    const clone = await track(driver.start(child, { kind: 'template', snapshotDir: derived }));
+    await waitEnvdHealthy(child.network.envdHostPort, READY_MS);
+    expect((await getFile(clone, '/dev/shm/inherited')).body.equals(token)).toBe(true);
+    await driver.kill(clone);
+    await driver.kill(src);
+  });
+
+  it('fails a save on a full disk with resource_exhausted, leaves no state file, and the VM resumes', async () => {
+    if (process.getuid?.() !== 0) throw new Error('this test mounts a small tmpfs and needs root');
+    const full = join(work, 'full-disk');
+    await mkdir(full, { recursive: true });
+    await execFileP('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'wrenn-vmm-test', full]);
+    try {
+      const spec = await specFor('diskfull', templateDisk());
+      const ref = await track(driver.start(spec, { kind: 'template', snapshotDir: templateDir }));
+      await waitEnvdHealthy(spec.network.envdHostPort, READY_MS);
+      await driver.pause(ref);
+      await expect(driver.snapshotToDir(ref, join(full, 'snap'), 'full')).rejects.toMatchObject({
+        code: 'resource_exhausted',
+      });
+      expect(existsSync(join(full, 'snap', SNAPSHOT_FILES.state))).toBe(false);
+      expect(existsSync(join(full, 'snap', SNAPSHOT_FILES.meta))).toBe(false);
+      await driver.resume(ref);
+      await waitEnvdHealthy(spec.network.envdHostPort, READY_MS);
+      expect((await driver.query(ref)).state).toBe('running');
+      await driver.kill(ref);
+    } finally {
+      await execFileP('umount', [full]);
+    }
   });
 
   it('refuses a truncated state file or a size mismatch with a clear error and starts nothing', async () => {

@@ -40,7 +40,13 @@ import {
 export const ENVD_GUEST_PORT = 49983;
 
 /** The files the driver creates in a VM's runDir; kill() removes the first two. */
-export const RUNTIME_FILES = { qmp: 'qmp.sock', pid: 'qemu.pid', console: 'console.log' } as const;
+export const RUNTIME_FILES = {
+  qmp: 'qmp.sock',
+  pid: 'qemu.pid',
+  console: 'console.log',
+  /** Where QEMU streams a state save to us (present only during a save). */
+  migrate: 'migrate.sock',
+} as const;
 
 export interface QemuDriverOptions {
   accel: Accelerator;
@@ -189,7 +195,7 @@ export class QemuDriver implements VmmDriver {
     await mkdir(dir, { recursive: true });
     const statePath = join(dir, SNAPSHOT_FILES.state);
     if (mode === 'full') {
-      const stateBytes = await saveState(qmp, statePath, false, this.opts.migrationTimeoutMs);
+      const stateBytes = await saveState(qmp, statePath, false, this.saveOpts(ref.runDir));
       await writeSnapshotMeta(dir, this.meta(ref, 'full', stateBytes));
       return { files: [SNAPSHOT_FILES.state, SNAPSHOT_FILES.meta], bytes: stateBytes };
     }
@@ -212,7 +218,7 @@ export class QemuDriver implements VmmDriver {
       qmp,
       join(dir, SNAPSHOT_FILES.state),
       true,
-      this.opts.migrationTimeoutMs,
+      this.saveOpts(ref.runDir),
     );
     // The save flushed the disk and guest RAM is stopped: both files are consistent now.
     if (!(await samePath(ref.sharedMemoryFile!, memory)))
@@ -248,12 +254,7 @@ export class QemuDriver implements VmmDriver {
     const helperDir = await mkdtemp(join(tmpdir(), 'wrenn-tpl-'));
     const disk = join(dir, SNAPSHOT_FILES.disk);
     try {
-      await saveState(
-        qmp,
-        join(helperDir, SNAPSHOT_FILES.state),
-        false,
-        this.opts.migrationTimeoutMs,
-      );
+      await saveState(qmp, join(helperDir, SNAPSHOT_FILES.state), false, this.saveOpts(ref.runDir));
       await cloneFile(ref.spec.overlay, disk);
       const helperSpec: VmSpec = {
         ...ref.spec,
@@ -280,9 +281,12 @@ export class QemuDriver implements VmmDriver {
           hq,
           join(dir, SNAPSHOT_FILES.state),
           true,
-          this.opts.migrationTimeoutMs,
+          this.saveOpts(helperDir),
         );
-        await writeSnapshotMeta(dir, this.meta(ref, 'template', stateBytes));
+        await writeSnapshotMeta(dir, {
+          ...this.meta(ref, 'template', stateBytes),
+          disk: SNAPSHOT_FILES.disk,
+        });
         const memBytes = (await stat(join(dir, SNAPSHOT_FILES.memory))).size;
         return {
           files: [
@@ -428,6 +432,10 @@ export class QemuDriver implements VmmDriver {
       pidFile: files.pid,
       daemonize: true,
     };
+  }
+
+  private saveOpts(runDir: string) {
+    return { sock: join(runDir, RUNTIME_FILES.migrate), timeoutMs: this.opts.migrationTimeoutMs };
   }
 
   private meta(ref: VmRef, mode: SnapshotMode, stateBytes: number): SnapshotMeta {

@@ -1,5 +1,8 @@
-import { open, readFile, rm, stat } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
+import { open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import { WrennError, writeFileAtomic } from '@wrenn/common';
 import type { SnapshotMode } from '../driver.ts';
 import type { Accelerator } from './args.ts';
@@ -128,60 +131,83 @@ export async function setMigrationCaps(qmp: QmpClient, ignoreShared: boolean): P
  * Stream the (stopped) VM's state into `file`. The VM is left in `postmigrate`: its disks
  * are flushed and released; `cont` takes them back and runs it again.
  *
- * QEMU reports `completed` once the stream is in the pipe, before the writer has finished
- * (or failed: disk full). So the writer renames `file.part` to `file` only after a clean
- * exit, or leaves `file.err`; we wait for one of them.
+ * QEMU writes to a unix socket `sock` on which we listen and copy to `file.part`, renamed
+ * to `file` when complete. Writing ourselves (rather than `exec:cat > file`) means a write
+ * error such as a full disk fails the save with its real cause, and "done" means the bytes
+ * are in the file — QEMU reports `completed` as soon as the stream has left it.
  */
 export async function saveState(
   qmp: QmpClient,
   file: string,
   ignoreShared: boolean,
-  timeoutMs = 600_000,
+  opts: { sock: string; timeoutMs?: number },
 ): Promise<number> {
+  const timeoutMs = opts.timeoutMs ?? 600_000;
   const part = `${file}.part`;
-  const err = `${file}.err`;
   await Promise.all([
     rm(file, { force: true }),
     rm(part, { force: true }),
-    rm(err, { force: true }),
+    rm(opts.sock, { force: true }),
   ]);
   await setMigrationCaps(qmp, ignoreShared);
   // The default bandwidth cap (128 MiB/s) is for live migration over a network; the VM is
   // stopped and the target is a local file, so lift it.
   await qmp.execute('migrate-set-parameters', { 'max-bandwidth': 64 * 1024 ** 3 });
-  const q = { file: shellQuote(file), part: shellQuote(part), err: shellQuote(err) };
-  const writer = `(cat > ${q.part} && mv ${q.part} ${q.file}) 2> ${q.err}.tmp || mv ${q.err}.tmp ${q.err}`;
+  const sink = await receiveOnce(opts.sock, part);
   try {
-    await runMigration(qmp, 'migrate', `exec:${writer}`, timeoutMs);
-    const deadline = Date.now() + Math.min(timeoutMs, 120_000);
-    for (;;) {
-      if (await exists(file)) break;
-      if (await exists(err)) {
-        const why = (await readFile(err, 'utf8').catch(() => '')).trim();
-        throw new WrennError(
-          /No space/i.test(why) ? 'resource_exhausted' : 'internal',
-          `writing ${file} failed: ${why || 'the writer exited with an error'}`,
-        );
-      }
-      if (Date.now() > deadline)
-        throw new WrennError('deadline_exceeded', `the writer of ${file} did not finish`);
-      await new Promise((r) => setTimeout(r, 2));
-    }
+    const migrated = runMigration(qmp, 'migrate', `unix:${opts.sock}`, timeoutMs);
+    migrated.catch((e) => sink.abort(e));
+    const [m, w] = await Promise.allSettled([migrated, sink.done]);
+    // A write error explains a failed migration better than QEMU's "broken pipe".
+    if (w.status === 'rejected') throw w.reason;
+    if (m.status === 'rejected') throw m.reason;
+    await rename(part, file);
     return await checkStreamComplete(file);
   } finally {
-    await Promise.all([
-      rm(part, { force: true }),
-      rm(err, { force: true }),
-      rm(`${err}.tmp`, { force: true }),
-    ]);
+    sink.abort(new WrennError('internal', 'state save abandoned'));
+    await Promise.all([rm(part, { force: true }), rm(opts.sock, { force: true })]);
   }
 }
 
-const exists = (p: string) =>
-  stat(p).then(
-    () => true,
-    () => false,
-  );
+/** Accept one connection on `sock` and copy it into `path`; `done` gives the byte count. */
+async function receiveOnce(
+  sock: string,
+  path: string,
+): Promise<{ done: Promise<number>; abort(e: unknown): void }> {
+  const server = createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(sock, () => resolve());
+  });
+  let settle!: { resolve: (n: number) => void; reject: (e: unknown) => void };
+  const done = new Promise<number>((resolve, reject) => {
+    settle = { resolve, reject };
+  });
+  done.catch(() => {}); // observed by the caller; never an unhandled rejection
+  let conn: Socket | undefined;
+  server.once('connection', (s) => {
+    conn = s;
+    server.close();
+    const out = createWriteStream(path);
+    pipeline(s, out).then(
+      () => settle.resolve(out.bytesWritten),
+      (e: NodeJS.ErrnoException) =>
+        settle.reject(
+          e.code === 'ENOSPC'
+            ? new WrennError('resource_exhausted', `disk full while writing ${path}`, { cause: e })
+            : new WrennError('internal', `writing ${path} failed: ${e.message}`, { cause: e }),
+        ),
+    );
+  });
+  return {
+    done,
+    abort: (e) => {
+      server.close();
+      conn?.destroy();
+      settle.reject(e);
+    },
+  };
+}
 
 /**
  * QEMU reports a migration `completed` once it has written the stream into the pipe, even
