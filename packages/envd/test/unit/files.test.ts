@@ -93,7 +93,7 @@ describe('/files through the e2b SDK', () => {
     }
     expect(n).toBe(size);
     expect(got.digest('hex')).toBe(want.digest('hex'));
-  }, 300_000); // a timeout, not an assertion: the 2 shared cores may be busy with VMs
+  }, 600_000); // a timeout, not an assertion: the 2 shared cores may be busy with VMs
 
   it('downloads and uploads through signed URLs, without the token header', async () => {
     await writeFile(join(home, 'signed.txt'), 'signed content');
