@@ -37,6 +37,8 @@ export interface TestVm {
   waitForConsole(re: RegExp, timeoutMs?: number): Promise<number>;
   /** ms after spawn at which /health first answered 204. */
   waitReady(timeoutMs?: number): Promise<number>;
+  /** Type on the guest's serial console (e.g. with `wrenn.init=/bin/sh`). */
+  typeConsole(text: string): void;
   exited: Promise<number | null>;
   kill(): Promise<void>;
 }
@@ -191,6 +193,7 @@ export async function bootImage(opts: BootOptions): Promise<TestVm> {
     console: consoleText,
     waitForConsole,
     waitReady,
+    typeConsole: (text) => child.stdin!.write(text),
     exited,
     kill,
   };

@@ -5,7 +5,7 @@ import { hostAptSources } from './apt.ts';
 import { DEFAULT_CMDLINE, ENVD_PORT, IMAGE_NAMES, IMAGES, type ImageName } from './catalog.ts';
 import { diskFullError, isDiskFull, requireTool, run, TOOLS } from './exec.ts';
 import { makeExt4 } from './ext4.ts';
-import { sha256, sha256File } from './hash.ts';
+import { sha256, sha256File, sha256FileMemo } from './hash.ts';
 import { buildInitramfs } from './initramfs.ts';
 import { ensureKernel, resolveKernelPackage } from './kernel.ts';
 import { withLock } from './lock.ts';
@@ -305,4 +305,4 @@ const sizeOf = (p: string) =>
     (s) => s.size,
     () => undefined,
   );
-const hashIfExists = (p: string) => sha256File(p).catch(() => undefined);
+const hashIfExists = (p: string) => sha256FileMemo(p).catch(() => undefined);

@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { lstat, readdir, readlink } from 'node:fs/promises';
-import { join } from 'node:path';
+import { stat } from 'node:fs/promises';
 
 export function sha256(data: string | Uint8Array): string {
   return createHash('sha256').update(data).digest('hex');
@@ -17,29 +16,18 @@ export async function sha256File(path: string, onBytes?: (n: number) => void): P
   return h.digest('hex');
 }
 
+const memo = new Map<string, string>();
+
 /**
- * sha256 of a directory tree: every entry's relative path, type, mode and content (or
- * symlink target), in sorted order. Owners and times are left out on purpose: they change
- * between checkouts without changing what the image gets.
+ * sha256File for big inputs hashed on every build (the ~100 MB node binary): remembered
+ * in this process per path + size + mtime + inode, so building both images hashes it once.
  */
-export async function sha256Tree(root: string): Promise<string> {
-  const h = createHash('sha256');
-  const walk = async (rel: string): Promise<void> => {
-    const names = (await readdir(join(root, rel))).sort();
-    for (const name of names) {
-      const r = rel ? `${rel}/${name}` : name;
-      const st = await lstat(join(root, r));
-      const mode = (st.mode & 0o7777).toString(8);
-      if (st.isDirectory()) {
-        h.update(`d ${r} ${mode}\n`);
-        await walk(r);
-      } else if (st.isSymbolicLink()) {
-        h.update(`l ${r} ${await readlink(join(root, r))}\n`);
-      } else {
-        h.update(`f ${r} ${mode} ${await sha256File(join(root, r))}\n`);
-      }
-    }
-  };
-  await walk('');
-  return h.digest('hex');
+export async function sha256FileMemo(path: string): Promise<string> {
+  const st = await stat(path);
+  const key = `${path}\0${st.size}\0${st.mtimeMs}\0${st.ino}`;
+  const hit = memo.get(key);
+  if (hit) return hit;
+  const h = await sha256File(path);
+  memo.set(key, h);
+  return h;
 }

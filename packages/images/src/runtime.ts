@@ -3,7 +3,7 @@ import { basename, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { errorMessage, WrennError } from '@wrenn/common';
 import { requireTool, run, TOOLS } from './exec.ts';
-import { sha256File } from './hash.ts';
+import { sha256FileMemo } from './hash.ts';
 
 type EnvdBuilder = typeof import('@wrenn/envd/build.ts');
 
@@ -66,12 +66,12 @@ export async function runtimeInputs(
   onBytes?: (n: number) => void,
 ) {
   const libs: Record<string, string> = {};
-  for (const lib of rt.libs) libs[basename(lib)] = await sha256File(lib);
+  for (const lib of rt.libs) libs[basename(lib)] = await sha256FileMemo(lib);
   return {
-    node: { version: rt.version, sha256: await sha256File(rt.node, onBytes) },
-    loader: await sha256File(rt.loader),
+    node: { version: rt.version, sha256: await sha256FileMemo(rt.node) },
+    loader: await sha256FileMemo(rt.loader),
     libs,
-    busybox: await sha256File(busybox),
+    busybox: await sha256FileMemo(busybox),
     envd: await envdStep((b) => b.envdBundleHash()),
   };
 }
