@@ -1,5 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { WrennError } from '@wrenn/common';
+import { WrennError } from '@wrenn/common/errors.ts';
 import type { EnvdState } from './state.ts';
 import { lookupUser, type User } from './users.ts';
 

@@ -21,7 +21,9 @@ function bundleOptions(): BuildOptions {
     format: 'esm',
     target: 'node20',
     external: ['node-pty'],
-    minifySyntax: true,
+    // @wrenn/common's index pulls pino; envd imports its modules by path and logs JSON lines itself.
+    // Parse/compile time is most of envd's start inside an emulated guest: ship it small.
+    minify: true,
     legalComments: 'none',
     // CommonJS dependencies call require() for Node builtins; give the ESM bundle one.
     banner: {

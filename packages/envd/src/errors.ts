@@ -1,5 +1,5 @@
 import { Code, ConnectError } from '@connectrpc/connect';
-import { type ErrorCode, errorMessage, isWrennError, WrennError } from '@wrenn/common';
+import { type ErrorCode, errorMessage, isWrennError, WrennError } from '@wrenn/common/errors.ts';
 
 // Domain code throws WrennError; these two functions are the only places a code becomes a
 // transport status (Connect code for RPC, HTTP status + JSON body for plain routes).

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { WrennError } from '@wrenn/common';
+import { WrennError } from '@wrenn/common/errors.ts';
 
 /** A Linux account a process or file operation runs as. */
 export interface User {

@@ -1,7 +1,7 @@
 import { lstat, readdir, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { ServiceImpl } from '@connectrpc/connect';
-import { WrennError } from '@wrenn/common';
+import { WrennError } from '@wrenn/common/errors.ts';
 import { filesystemv1 } from '@wrenn/proto';
 import { fromErrno } from '../errors.ts';
 import { checkAccess, mkdirAs, resolvePath } from '../paths.ts';

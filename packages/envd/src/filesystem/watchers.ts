@@ -1,7 +1,8 @@
 import { type FSWatcher, watch } from 'node:fs';
 import { lstat, readdir } from 'node:fs/promises';
 import { join, relative } from 'node:path';
-import { newId, WrennError } from '@wrenn/common';
+import { WrennError } from '@wrenn/common/errors.ts';
+import { newId } from '@wrenn/common/ids.ts';
 import { filesystemv1 } from '@wrenn/proto';
 
 const { EventType } = filesystemv1;

@@ -6,7 +6,7 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip, createGzip } from 'node:zlib';
 import busboy from 'busboy';
-import { WrennError } from '@wrenn/common';
+import { WrennError } from '@wrenn/common/errors.ts';
 import { checkAccessToken, resolveUser, verifyFileSignature } from '../auth.ts';
 import { fromErrno } from '../errors.ts';
 import type { MetadataStore } from '../filesystem/metadata.ts';

@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import type { IncomingMessage } from 'node:http';
-import { WrennError } from '@wrenn/common';
+import { WrennError } from '@wrenn/common/errors.ts';
 import { resolveUser } from '../auth.ts';
 import type { EnvdState } from '../state.ts';
 

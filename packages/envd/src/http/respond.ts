@@ -1,5 +1,5 @@
 import type { ServerResponse } from 'node:http';
-import { errorMessage, isWrennError, WrennError } from '@wrenn/common';
+import { errorMessage, isWrennError, WrennError } from '@wrenn/common/errors.ts';
 import { fromErrno, httpStatusOf } from '../errors.ts';
 
 export function sendJson(res: ServerResponse, status: number, body: unknown): void {

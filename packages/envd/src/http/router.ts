@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { WrennError } from '@wrenn/common';
+import { WrennError } from '@wrenn/common/errors.ts';
 import { ENVD_VERSION } from '../config.ts';
 import type { MetadataStore } from '../filesystem/metadata.ts';
 import type { EnvdState } from '../state.ts';

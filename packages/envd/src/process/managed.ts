@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { constants } from 'node:os';
 import type { IPty } from 'node-pty';
-import { WrennError } from '@wrenn/common';
+import { WrennError } from '@wrenn/common/errors.ts';
 import type { User } from '../users.ts';
 import { type EndEvent, type OutputEvent, OutputRing, type ProcEvent, Subscriber } from './output.ts';
 

@@ -1,4 +1,4 @@
-import { WrennError } from '@wrenn/common';
+import { WrennError } from '@wrenn/common/errors.ts';
 import type { ManagedProcess } from './managed.ts';
 
 /** Ended processes stay connectable this long (or until RETAIN_ENDED newer ones ended). */

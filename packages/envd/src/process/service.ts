@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import type { HandlerContext, ServiceImpl } from '@connectrpc/connect';
-import { WrennError } from '@wrenn/common';
+import { WrennError } from '@wrenn/common/errors.ts';
 import { processv1 } from '@wrenn/proto';
 import { checkAccess, resolvePath } from '../paths.ts';
 import { keepaliveMs, rpcUser, streaming, unary } from '../rpc-context.ts';
