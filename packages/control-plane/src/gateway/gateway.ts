@@ -86,9 +86,11 @@ export class Gateway {
         sendError(res, new WrennError('bad_gateway', `agent unreachable: ${errorMessage(e)}`));
       else res.destroy();
     });
+    // Either side going away ends the other: no half-open upstream requests pile up.
     res.on('close', () => {
       if (!res.writableFinished) proxyReq.destroy();
     });
+    req.on('error', () => proxyReq.destroy());
     req.pipe(proxyReq);
   }
 
