@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import SQLite from 'better-sqlite3';
 import { Kysely, PostgresDialect, SqliteDialect } from 'kysely';
@@ -53,6 +53,10 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Db> {
 
   mkdirSync(opts.dir, { recursive: true });
   const file = join(opts.dir, 'wrenn.db');
+  // The database holds host tokens: owner-only, like the admin key (SQLite gives its -wal
+  // and -shm files the main file's mode).
+  closeSync(openSync(file, 'a', 0o600));
+  chmodSync(file, 0o600);
   const sqlite = new SQLite(file);
   // WAL: readers never block the writer; NORMAL sync is durable across process crashes.
   sqlite.pragma('journal_mode = WAL');

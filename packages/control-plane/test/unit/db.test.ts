@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -62,6 +62,18 @@ describe.each(['sqlite', 'postgres'] as const)('database on %s', (dialect) => {
     expect(row.created_at).toBe(ts);
     expect(typeof row.id).toBe('number');
     await db.close();
+  });
+});
+
+describe('SQLite file', () => {
+  it('is created owner-only, as it holds host tokens', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'wrenn-db-mode-'));
+    const db = await openDatabase({ dir, databaseUrl: '' });
+    await db.kysely.selectFrom('teams').selectAll().execute();
+    expect(statSync(join(dir, 'wrenn.db')).mode & 0o777).toBe(0o600);
+    expect(statSync(join(dir, 'wrenn.db-wal')).mode & 0o777).toBe(0o600);
+    await db.close();
+    rmSync(dir, { recursive: true, force: true });
   });
 });
 
