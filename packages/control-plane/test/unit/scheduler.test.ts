@@ -86,6 +86,27 @@ describe.each(['sqlite', 'postgres'] as const)('scheduling through the API on %s
     }
   });
 
+  it('admits exactly what fits when creates race (placement and reservation are one transaction)', async () => {
+    const c = await startTestCluster(dialect, pg, {
+      agents: 2,
+      capacity: { vcpus: 2, memoryMb: 4096, diskMb: 100_000 },
+    });
+    try {
+      const results = await Promise.all(
+        Array.from({ length: 7 }, () =>
+          c.t.api('POST', '/v1/sandboxes', {
+            body: { templateId: 'minimal', vcpus: 1, memoryMb: 512 },
+          }),
+        ),
+      );
+      const statuses = results.map((r) => r.status).sort();
+      expect(statuses).toEqual([201, 201, 201, 201, 503, 503, 503]);
+      expect(c.agents.map((a) => a.sandboxes.size)).toEqual([2, 2]);
+    } finally {
+      await c.close();
+    }
+  });
+
   it('answers 503 when no host is registered, and skips hosts with stale heartbeats', async () => {
     const c = await startTestCluster(dialect, pg, { agents: 1 });
     try {
