@@ -20,12 +20,6 @@ import {
   waitEnvdHealthy,
 } from '../../src/vmm/qemu/index.ts';
 
-declare module 'vitest' {
-  interface ProvidedContext {
-    wrennDir: string;
-  }
-}
-
 // Real QEMU guests under the host's accelerator (TCG here): the `minimal` image built by
 // the shared global setup. Every VM a test starts is killed in afterAll.
 
