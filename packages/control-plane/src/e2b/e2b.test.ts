@@ -157,6 +157,34 @@ describe('E2B wire contract', () => {
     expect((await e2b(`/sandboxes/${id}`)).status).toBe(404);
   });
 
+  it('connect, setTimeout and pause wait out a pause in flight instead of failing', async () => {
+    const id = (await e2b('/v2/sandboxes', 'POST', { templateID: 'base', autoPause: true })).body
+      .sandboxID;
+    const setStatus = (status: 'pausing' | 'paused') =>
+      c.t.cp.core.db.kysely.updateTable('sandboxes').set({ status }).where('id', '=', id).execute();
+    // The agent's reaper paused it; the control plane has seen the pause start, not end.
+    c.agents[0]!.autoPause(id);
+    await setStatus('pausing');
+    expect((await e2b(`/sandboxes/${id}`)).body.state).toBe('paused');
+    const pause = e2b(`/sandboxes/${id}/pause`, 'POST', {});
+    const timeout = e2b(`/sandboxes/${id}/timeout`, 'POST', { timeout: 900 });
+    let settledYet = false;
+    const connect = e2b(`/v2/sandboxes/${id}/connect`, 'POST', {}).then((r) => ({
+      ...r,
+      settledYet,
+    }));
+    await new Promise((r) => setTimeout(r, 500));
+    settledYet = true;
+    await setStatus('paused');
+    expect((await pause).status).toBe(409);
+    expect((await timeout).status).toBe(204);
+    const connected = await connect;
+    expect(connected.status).toBe(201);
+    expect(connected.settledYet).toBe(true);
+    expect((await e2b(`/sandboxes/${id}`)).body.state).toBe('running');
+    await e2b(`/sandboxes/${id}`, 'DELETE');
+  });
+
   it('connect extends end-at and never shortens it', async () => {
     const id = (await e2b('/v2/sandboxes', 'POST', { templateID: 'base', timeout: 600 })).body
       .sandboxID;

@@ -77,6 +77,26 @@ async function liveSandbox(core: Core, caller: Caller, id: string): Promise<Sand
   return v;
 }
 
+const TRANSIENT = new Set<SandboxStatus>(['starting', 'pausing', 'resuming', 'stopping']);
+const SETTLE_POLL_MS = 200;
+const SETTLE_MAX_MS = 120_000;
+
+/**
+ * E2B's API lets a call that needs a settled sandbox wait out a pause or resume in flight
+ * (the TTL reaper's auto-pause, another client's connect) instead of failing; so does this
+ * edge, for connect/resume, pause and setTimeout. Bounded: past it, the service's own
+ * conflict answers.
+ */
+async function settled(core: Core, caller: Caller, id: string): Promise<SandboxView> {
+  const deadline = Date.now() + SETTLE_MAX_MS;
+  let v = await liveSandbox(core, caller, id);
+  while (TRANSIENT.has(v.status) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, SETTLE_POLL_MS));
+    v = await liveSandbox(core, caller, id);
+  }
+  return v;
+}
+
 function unsupported(what: string): never {
   throw new WrennError('invalid_argument', `${what} is not supported by Wrenn (see docs/e2b.md)`);
 }
@@ -244,7 +264,7 @@ function register(r: RouteRegistry, core: Core): void {
     body: E2bTimeoutBody,
     response: { status: 204 },
     handler: async ({ caller, params, body }) => {
-      await liveSandbox(core, caller, params.sandboxID);
+      await settled(core, caller, params.sandboxID);
       await svc.setTimeout(caller, params.sandboxID, body.timeout);
     },
   });
@@ -260,7 +280,7 @@ function register(r: RouteRegistry, core: Core): void {
     response: { status: 204 },
     handler: async ({ caller, params, body }) => {
       if (body.memory === false) unsupported('pause without memory (memory: false)');
-      await liveSandbox(core, caller, params.sandboxID);
+      await settled(core, caller, params.sandboxID);
       await svc.pause(caller, params.sandboxID);
     },
   });
@@ -272,7 +292,7 @@ function register(r: RouteRegistry, core: Core): void {
     timeout: number | undefined,
     reply: FastifyReply,
   ) => {
-    await liveSandbox(core, caller, id);
+    await settled(core, caller, id);
     const { sandbox, resumed } = await svc.connect(
       caller,
       id,
