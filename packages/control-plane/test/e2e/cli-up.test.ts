@@ -20,7 +20,8 @@ async function freePort(): Promise<number> {
 /**
  * End to end through the CLI with real VMs: `wrenn up` (control plane + agent child,
  * SQLite), then create, exec, cp both ways, an interactive shell driven through a PTY,
- * pause, resume and kill — each a separate `wrenn` process reading `$WRENN_DIR/env`.
+ * pause, resume, a restart of `wrenn up` that re-adopts the running sandbox, and kill —
+ * each a separate `wrenn` process reading `$WRENN_DIR/env`.
  */
 describe('wrenn up + sandbox commands (real VMs)', () => {
   let dir: string;
@@ -30,10 +31,10 @@ describe('wrenn up + sandbox commands (real VMs)', () => {
   let env: Record<string, string>;
   let id = '';
 
-  beforeAll(async () => {
-    dir = await agentDir(inject('wrennDir' as never));
-    work = mkdtempSync(join(tmpdir(), 'wrenn-e2e-'));
-    const port = await freePort();
+  let port = 0;
+  /** `wrenn up` as a child; resolves when it printed `Wrenn is ready` and the export lines. */
+  const startUp = async () => {
+    upOut = '';
     up = spawn(process.execPath, [WRENN_BIN, 'up', '--dir', dir, '--port', String(port)], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, WRENN_LOG_LEVEL: 'warn' },
@@ -48,6 +49,13 @@ describe('wrenn up + sandbox commands (real VMs)', () => {
       });
       up.once('exit', (code) => reject(new Error(`wrenn up exited (${code}):\n${upOut}`)));
     });
+  };
+
+  beforeAll(async () => {
+    dir = await agentDir(inject('wrennDir' as never));
+    work = mkdtempSync(join(tmpdir(), 'wrenn-e2e-'));
+    port = await freePort();
+    await startUp();
     // Only $WRENN_DIR: the CLI finds the URL and key in $WRENN_DIR/env, as a user's shell would.
     env = { WRENN_DIR: dir, WRENN_API_URL: '', WRENN_API_KEY: '', E2B_SANDBOX_URL: '' };
   });
@@ -141,7 +149,7 @@ describe('wrenn up + sandbox commands (real VMs)', () => {
     expect(await exit).toBe(4);
   });
 
-  it('pauses, resumes with its files, and kills', async () => {
+  it('pauses and resumes with its files', async () => {
     expect((await wrenn(['sandbox', 'pause', id], env)).stdout.trim()).toBe(`${id} paused`);
     const listed = JSON.parse((await wrenn(['sandbox', 'ls', '--json'], env)).stdout);
     expect(listed.find((s: any) => s.sandboxId === id).status).toBe('paused');
@@ -149,11 +157,6 @@ describe('wrenn up + sandbox commands (real VMs)', () => {
     expect((await wrenn(['sandbox', 'exec', id, 'wc -c < /tmp/in.bin'], env)).stdout.trim()).toBe(
       '300000',
     );
-    expect((await wrenn(['sandbox', 'kill', id], env)).code).toBe(0);
-    expect((await wrenn(['sandbox', 'info', id, '--json'], env)).stdout).toContain(
-      '"status": "stopped"',
-    );
-    id = '';
   });
 
   it('stops cleanly on SIGTERM, taking its agent down', async () => {
@@ -163,5 +166,20 @@ describe('wrenn up + sandbox commands (real VMs)', () => {
     const after = await wrenn(['hosts'], env);
     expect(after.code).toBe(1);
     expect(after.stderr).toContain('cannot reach the Wrenn API');
+  });
+
+  it('starts again on the same dir: same host (agent.json reused), the running sandbox re-adopted', async () => {
+    const hostBefore = JSON.parse(readFileSync(join(dir, 'agent.json'), 'utf8')).hostId;
+    await startUp();
+    const hosts = JSON.parse((await wrenn(['hosts', '--json'], env)).stdout);
+    expect(hosts.map((h: any) => [h.hostId, h.status])).toEqual([[hostBefore, 'ready']]);
+    // The agent listens on a new port after a restart: exec proves the control plane follows it.
+    const r = await wrenn(['sandbox', 'exec', id, 'wc -c < /tmp/in.bin'], env);
+    expect(r.stdout.trim(), r.stderr).toBe('300000');
+    expect((await wrenn(['sandbox', 'kill', id], env)).code).toBe(0);
+    expect((await wrenn(['sandbox', 'info', id, '--json'], env)).stdout).toContain(
+      '"status": "stopped"',
+    );
+    id = '';
   });
 });
