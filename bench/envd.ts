@@ -55,10 +55,24 @@ async function throughput(bytes: number, fn: () => Promise<number>, runs = 3): P
   return median(rates);
 }
 
-async function startBundle(bundleDir: string, homeRoot: string): Promise<{ child: ChildProcess; url: string }> {
+async function startBundle(
+  bundleDir: string,
+  homeRoot: string,
+): Promise<{ child: ChildProcess; url: string }> {
   const child = spawn(
     process.execPath,
-    [join(bundleDir, 'envd.mjs'), '--host', '--port', '0', '--listen', '127.0.0.1', '--default-user', 'root', '--home-root', homeRoot],
+    [
+      join(bundleDir, 'envd.mjs'),
+      '--host',
+      '--port',
+      '0',
+      '--listen',
+      '127.0.0.1',
+      '--default-user',
+      'root',
+      '--home-root',
+      homeRoot,
+    ],
     { stdio: ['ignore', 'pipe', 'inherit'] },
   );
   let log = '';
@@ -117,13 +131,20 @@ export async function run(): Promise<Record<string, number>> {
   const { child, url } = await startBundle(bundle, homeRoot);
   try {
     const Ctor = Sandbox as unknown as new (o: Record<string, unknown>) => Sandbox;
-    const sbx = new Ctor({ sandboxId: 'bench', envdVersion: '0.6.4', debug: true, sandboxUrl: url });
+    const sbx = new Ctor({
+      sandboxId: 'bench',
+      envdVersion: '0.6.4',
+      debug: true,
+      sandboxUrl: url,
+    });
     const rpc = envdClients(url, { binary: true }).process;
     await sbx.commands.run('true'); // warm: connection pool, home creation, JIT
 
     results.health_ms = await latency(50, async () => (await fetch(`${url}/health`)).arrayBuffer());
     results.run_true_ms = await latency(30, () => sbx.commands.run('true'));
-    results.local_spawn_bash_ms = await latency(30, () => spawnCount('/bin/bash', ['-l', '-c', 'true'], { HOME: join(homeRoot, 'root') }));
+    results.local_spawn_bash_ms = await latency(30, () =>
+      spawnCount('/bin/bash', ['-l', '-c', 'true'], { HOME: join(homeRoot, 'root') }),
+    );
     results.run_true_over_health = results.run_true_ms / results.health_ms;
     const cpu0 = cpuSeconds(child.pid!);
     for (let i = 0; i < 50; i++) await sbx.commands.run('true');
@@ -135,7 +156,10 @@ export async function run(): Promise<Record<string, number>> {
     results.cat_local_pipe_mibps = await throughput(256 * MiB, () => spawnCount('/bin/cat', [big]));
     results.cat_envd_binary_mibps = await throughput(256 * MiB, async () => {
       let n = 0;
-      for await (const m of rpc.start({ process: { cmd: '/bin/cat', args: [big] }, stdin: false })) {
+      for await (const m of rpc.start({
+        process: { cmd: '/bin/cat', args: [big] },
+        stdin: false,
+      })) {
         const ev = m.event?.event;
         if (ev?.case === 'data') n += (ev.value.output.value as Uint8Array).length;
       }
@@ -144,11 +168,20 @@ export async function run(): Promise<Record<string, number>> {
     // The SDK speaks JSON (base64 bytes) and keeps all stdout in a string: 64 MiB of it.
     const mid = join(homeRoot, 'root', 'cat-64.bin');
     await writeFile(mid, Buffer.alloc(64 * MiB, 7));
-    results.cat_sdk_json_64mib_mibps = await throughput(64 * MiB, async () => {
-      let n = 0;
-      await sbx.commands.run(`cat ${mid}`, { timeoutMs: 0, onStdout: (d) => void (n += Buffer.byteLength(d)) });
-      return n;
-    }, 1);
+    results.cat_sdk_json_64mib_mibps = await throughput(
+      64 * MiB,
+      async () => {
+        let n = 0;
+        await sbx.commands.run(`cat ${mid}`, {
+          timeoutMs: 0,
+          onStdout: (d) => {
+            n += Buffer.byteLength(d);
+          },
+        });
+        return n;
+      },
+      1,
+    );
     results.cat_envd_over_local = results.cat_envd_binary_mibps / results.cat_local_pipe_mibps;
     const catCpu0 = cpuSeconds(child.pid!);
     for await (const _ of rpc.start({ process: { cmd: '/bin/cat', args: [big] }, stdin: false })) {
@@ -187,15 +220,22 @@ export async function run(): Promise<Record<string, number>> {
 
   console.log('envd bench (host, bundled envd, medians) — summary');
   for (const [k, v] of Object.entries(results)) note(k, v);
-  console.log(`  target run_true_over_health ≤ 3: ${results.run_true_over_health! <= 3 ? 'met' : 'NOT met'}`);
-  console.log(`  target cat_envd_binary_mibps ≥ 200: ${results.cat_envd_binary_mibps! >= 200 ? 'met' : 'NOT met'}`);
+  console.log(
+    `  target run_true_over_health ≤ 3: ${results.run_true_over_health! <= 3 ? 'met' : 'NOT met'}`,
+  );
+  console.log(
+    `  target cat_envd_binary_mibps ≥ 200: ${results.cat_envd_binary_mibps! >= 200 ? 'met' : 'NOT met'}`,
+  );
   return results;
 }
 
 /** Spawn locally and count stdout bytes: the floor envd's process path is compared with. */
 function spawnCount(cmd: string, args: string[], env?: Record<string, string>): Promise<number> {
   return new Promise((resolve, reject) => {
-    const c = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'ignore'], env: env ? { PATH: process.env.PATH ?? '', ...env } : undefined });
+    const c = spawn(cmd, args, {
+      stdio: ['ignore', 'pipe', 'ignore'],
+      env: env ? { PATH: process.env.PATH ?? '', ...env } : undefined,
+    });
     let n = 0;
     c.stdout.on('data', (d: Buffer) => {
       n += d.length;

@@ -12,7 +12,11 @@ export function checkAccessToken(state: EnvdState, presented: string | undefined
 }
 
 export function hasValidAccessToken(state: EnvdState, presented: string | undefined): boolean {
-  return state.accessToken !== undefined && presented !== undefined && safeEqual(presented, state.accessToken);
+  return (
+    state.accessToken !== undefined &&
+    presented !== undefined &&
+    safeEqual(presented, state.accessToken)
+  );
 }
 
 /** Username from `Authorization: Basic base64("<user>:")`, as the e2b SDK sends it. */
@@ -47,16 +51,26 @@ export function fileSignature(p: {
 /** Throws unauthenticated unless `signature` signs this path/operation/user and is unexpired. */
 export function verifyFileSignature(
   state: EnvdState,
-  p: { path: string; operation: 'read' | 'write'; username: string; signature: string; expiration?: string },
+  p: {
+    path: string;
+    operation: 'read' | 'write';
+    username: string;
+    signature: string;
+    expiration?: string;
+  },
   nowSeconds = Math.floor(Date.now() / 1000),
 ): void {
   if (state.accessToken === undefined) {
-    throw new WrennError('unauthenticated', 'signature given but envd has no access token to check it');
+    throw new WrennError(
+      'unauthenticated',
+      'signature given but envd has no access token to check it',
+    );
   }
   let expiration: number | undefined;
   if (p.expiration !== undefined && p.expiration !== '') {
     expiration = Number(p.expiration);
-    if (!Number.isInteger(expiration)) throw new WrennError('invalid_argument', 'signature_expiration must be unix seconds');
+    if (!Number.isInteger(expiration))
+      throw new WrennError('invalid_argument', 'signature_expiration must be unix seconds');
     if (expiration < nowSeconds) throw new WrennError('unauthenticated', 'signature expired');
   }
   const want = fileSignature({ ...p, token: state.accessToken, expiration });

@@ -43,7 +43,10 @@ async function nodePtyFiles(): Promise<{ from: string; to: string }[]> {
   for (const f of await readdir(sharedDir).catch(() => [] as string[])) {
     if (f.endsWith('.js') && !f.endsWith('.test.js')) rels.push(`lib/shared/${f}`);
   }
-  return rels.map((rel) => ({ from: join(nodePtyDir, rel), to: join('node_modules', 'node-pty', rel) }));
+  return rels.map((rel) => ({
+    from: join(nodePtyDir, rel),
+    to: join('node_modules', 'node-pty', rel),
+  }));
 }
 
 /**
@@ -56,7 +59,11 @@ async function nodePtyFiles(): Promise<{ from: string; to: string }[]> {
 export async function buildEnvd(outDir: string): Promise<{ files: string[]; hash: string }> {
   await rm(join(outDir, 'node_modules', 'node-pty'), { recursive: true, force: true });
   await mkdir(outDir, { recursive: true });
-  const result = await build({ ...bundleOptions(), outfile: join(outDir, 'envd.mjs'), write: false });
+  const result = await build({
+    ...bundleOptions(),
+    outfile: join(outDir, 'envd.mjs'),
+    write: false,
+  });
   const files: string[] = [];
   for (const out of result.outputFiles) {
     await writeFile(out.path, out.contents);

@@ -8,7 +8,10 @@ import { filesystemv1, processv1 } from '@wrenn/proto';
  *
  * @example const { process } = envdClients('http://127.0.0.1:49983'); await process.list({});
  */
-export function envdClients(baseUrl: string, opts: { binary?: boolean; headers?: Record<string, string> } = {}) {
+export function envdClients(
+  baseUrl: string,
+  opts: { binary?: boolean; headers?: Record<string, string> } = {},
+) {
   const setHeaders: Interceptor = (next) => async (req) => {
     for (const [k, v] of Object.entries(opts.headers ?? {})) req.header.set(k, v);
     return next(req);

@@ -1,6 +1,6 @@
+import type { Stats } from 'node:fs';
 import { chown, lstat, mkdir } from 'node:fs/promises';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
-import type { Stats } from 'node:fs';
 import { WrennError } from '@wrenn/common/errors.ts';
 import { fromErrno } from './errors.ts';
 import type { User } from './users.ts';

@@ -8,7 +8,10 @@ import type { User } from './users.ts';
 
 /** The user a Connect call runs as (Basic auth username, else the default user). */
 export async function rpcUser(state: EnvdState, ctx: HandlerContext): Promise<User> {
-  const user = resolveUser(state, basicAuthUser(ctx.requestHeader.get('authorization') ?? undefined));
+  const user = resolveUser(
+    state,
+    basicAuthUser(ctx.requestHeader.get('authorization') ?? undefined),
+  );
   await ensureHome(state, user);
   return user;
 }

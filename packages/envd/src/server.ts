@@ -8,8 +8,8 @@ import { toConnectError } from './errors.ts';
 import { MetadataStore } from './filesystem/metadata.ts';
 import { filesystemService } from './filesystem/service.ts';
 import { WatcherTable } from './filesystem/watchers.ts';
-import { handleHttp } from './http/router.ts';
 import { sendError } from './http/respond.ts';
+import { handleHttp } from './http/router.ts';
 import { ProcessRegistry } from './process/registry.ts';
 import { processService } from './process/service.ts';
 import { EnvdState } from './state.ts';
@@ -52,7 +52,8 @@ export async function startEnvd(opts: EnvdOptions): Promise<RunningEnvd> {
         return next(req);
       },
     ],
-    fallback: (req, res) => void handleHttp(httpDeps, req as IncomingMessage, res as ServerResponse),
+    fallback: (req, res) =>
+      void handleHttp(httpDeps, req as IncomingMessage, res as ServerResponse),
   });
 
   server = createServer((req, res) => {
@@ -77,7 +78,16 @@ export async function startEnvd(opts: EnvdOptions): Promise<RunningEnvd> {
   const port = (server.address() as AddressInfo).port;
   // startup_ms: from the node process starting (bootstrap included) to listening.
   const startupMs = Math.round(process.uptime() * 1000);
-  console.log(JSON.stringify({ msg: 'envd listening', mode: opts.mode, host: opts.host, port, pid: process.pid, startup_ms: startupMs }));
+  console.log(
+    JSON.stringify({
+      msg: 'envd listening',
+      mode: opts.mode,
+      host: opts.host,
+      port,
+      pid: process.pid,
+      startup_ms: startupMs,
+    }),
+  );
   return {
     server: server as Server,
     port,
@@ -95,4 +105,3 @@ export function header(req: IncomingMessage, name: string): string | undefined {
   const v = req.headers[name];
   return Array.isArray(v) ? v[0] : v;
 }
-

@@ -26,12 +26,28 @@ export interface HostEnvd {
  * envd as a real host process on a free port (`--port 0`), homes under a fresh temp dir.
  * Resolves once it logged that it listens.
  */
-export async function startHostEnvd(extraArgs: string[] = [], opts: { defaultUser?: string } = {}): Promise<HostEnvd> {
+export async function startHostEnvd(
+  extraArgs: string[] = [],
+  opts: { defaultUser?: string } = {},
+): Promise<HostEnvd> {
   const homeRoot = await mkdtemp(join(tmpdir(), 'wrenn-envd-test-'));
   await chmod(homeRoot, 0o755); // like /home: other users may pass through to their homes
-  const args = ['--import', 'tsx', MAIN_TS, '--port', '0', '--listen', '127.0.0.1', '--home-root', homeRoot];
+  const args = [
+    '--import',
+    'tsx',
+    MAIN_TS,
+    '--port',
+    '0',
+    '--listen',
+    '127.0.0.1',
+    '--home-root',
+    homeRoot,
+  ];
   args.push('--default-user', opts.defaultUser ?? 'root', ...extraArgs);
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, WRENN_LOG_LEVEL: 'silent' } });
+  const child = spawn(process.execPath, args, {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, WRENN_LOG_LEVEL: 'silent' },
+  });
   let out = '';
   child.stderr!.on('data', (d) => {
     out += d;
@@ -42,7 +58,9 @@ export async function startHostEnvd(extraArgs: string[] = [], opts: { defaultUse
       const m = /"msg":"envd listening".*"port":(\d+)/.exec(out);
       if (m) resolve(Number(m[1]));
     });
-    child.once('exit', (code) => reject(new Error(`envd exited with ${code} before listening:\n${out}`)));
+    child.once('exit', (code) =>
+      reject(new Error(`envd exited with ${code} before listening:\n${out}`)),
+    );
   });
   return {
     url: `http://127.0.0.1:${port}`,
@@ -80,12 +98,19 @@ export function sdk(envd: HostEnvd, opts: { accessToken?: string } = {}): Sandbo
 }
 
 /** Raw Connect clients (binary or JSON codec) for what the SDK does not expose. */
-export function rawClients(envd: HostEnvd, opts: { binary?: boolean; headers?: Record<string, string> } = {}) {
+export function rawClients(
+  envd: HostEnvd,
+  opts: { binary?: boolean; headers?: Record<string, string> } = {},
+) {
   return envdClients(envd.url, { binary: opts.binary ?? false, headers: opts.headers });
 }
 
 /** Poll until `fn` returns a truthy value or the attempts run out (state, not wall-clock, decides). */
-export async function eventually<T>(fn: () => T | Promise<T>, attempts = 200, stepMs = 25): Promise<T> {
+export async function eventually<T>(
+  fn: () => T | Promise<T>,
+  attempts = 200,
+  stepMs = 25,
+): Promise<T> {
   let last: unknown;
   for (let i = 0; i < attempts; i++) {
     try {

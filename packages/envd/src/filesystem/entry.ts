@@ -25,7 +25,8 @@ export function fileTypeOf(st: Stats): filesystemv1.FileType {
 /** `ls -l` style permission string, e.g. `drwxr-xr-x`. */
 export function permissionString(st: Stats): string {
   const t = st.isDirectory() ? 'd' : st.isSymbolicLink() ? 'L' : '-';
-  const rwx = (bits: number) => `${bits & 4 ? 'r' : '-'}${bits & 2 ? 'w' : '-'}${bits & 1 ? 'x' : '-'}`;
+  const rwx = (bits: number) =>
+    `${bits & 4 ? 'r' : '-'}${bits & 2 ? 'w' : '-'}${bits & 1 ? 'x' : '-'}`;
   return t + rwx((st.mode >> 6) & 7) + rwx((st.mode >> 3) & 7) + rwx(st.mode & 7);
 }
 
@@ -43,7 +44,9 @@ export async function entryInfo(
   }
   let symlinkTarget: string | undefined;
   if (st.isSymbolicLink()) {
-    symlinkTarget = await realpath(path).catch(async () => resolve(dirname(path), await readlink(path)));
+    symlinkTarget = await realpath(path).catch(async () =>
+      resolve(dirname(path), await readlink(path)),
+    );
   }
   return {
     $typeName: 'filesystem.EntryInfo',

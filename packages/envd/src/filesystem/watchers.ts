@@ -131,7 +131,10 @@ const MAX_PENDING_EVENTS = 10_000;
 
 /** CreateWatcher / GetWatcherEvents / RemoveWatcher: watchers polled by id. */
 export class WatcherTable {
-  private readonly table = new Map<string, { watcher: DirWatcher; events: WatchEvent[]; includeEntry: boolean }>();
+  private readonly table = new Map<
+    string,
+    { watcher: DirWatcher; events: WatchEvent[]; includeEntry: boolean }
+  >();
 
   async create(root: string, recursive: boolean, includeEntry: boolean): Promise<string> {
     const id = newId(16);

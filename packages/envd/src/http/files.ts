@@ -5,8 +5,8 @@ import { basename, dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip, createGzip } from 'node:zlib';
-import busboy from 'busboy';
 import { WrennError } from '@wrenn/common/errors.ts';
+import busboy from 'busboy';
 import { checkAccessToken, resolveUser, verifyFileSignature } from '../auth.ts';
 import { fromErrno } from '../errors.ts';
 import type { MetadataStore } from '../filesystem/metadata.ts';
@@ -20,7 +20,12 @@ import { sendJson } from './respond.ts';
  * Who may touch /files: the access token, or (instead of it) a URL signature for exactly this
  * path, operation and user, as the SDK's uploadUrl/downloadUrl make them.
  */
-function authorize(state: EnvdState, req: IncomingMessage, q: URLSearchParams, operation: 'read' | 'write'): User {
+function authorize(
+  state: EnvdState,
+  req: IncomingMessage,
+  q: URLSearchParams,
+  operation: 'read' | 'write',
+): User {
   const signature = q.get('signature');
   if (signature) {
     verifyFileSignature(state, {
@@ -37,14 +42,24 @@ function authorize(state: EnvdState, req: IncomingMessage, q: URLSearchParams, o
   return resolveUser(state, q.get('username') ?? undefined);
 }
 
-async function authorizeWithHome(state: EnvdState, req: IncomingMessage, q: URLSearchParams, op: 'read' | 'write') {
+async function authorizeWithHome(
+  state: EnvdState,
+  req: IncomingMessage,
+  q: URLSearchParams,
+  op: 'read' | 'write',
+) {
   const user = authorize(state, req, q, op);
   await ensureHome(state, user);
   return user;
 }
 
 /** GET /files?path=&username= — the file's bytes, streamed (gzip if the client accepts it). */
-export async function downloadFile(state: EnvdState, req: IncomingMessage, res: ServerResponse, q: URLSearchParams) {
+export async function downloadFile(
+  state: EnvdState,
+  req: IncomingMessage,
+  res: ServerResponse,
+  q: URLSearchParams,
+) {
   const user = await authorizeWithHome(state, req, q, 'read');
   const raw = q.get('path');
   if (!raw) throw new WrennError('invalid_argument', 'query parameter path is required');
@@ -105,7 +120,10 @@ export async function uploadFiles(
     await new Promise<void>((resolve, reject) => {
       let bb: busboy.Busboy;
       try {
-        bb = busboy({ headers: { ...req.headers, 'content-type': contentType }, preservePath: true });
+        bb = busboy({
+          headers: { ...req.headers, 'content-type': contentType },
+          preservePath: true,
+        });
       } catch (e) {
         reject(new WrennError('invalid_argument', `bad multipart body: ${(e as Error).message}`));
         return;
@@ -120,8 +138,20 @@ export async function uploadFiles(
             return;
           }
           const target = queryPath || info.filename;
-          if (!target) throw new WrennError('invalid_argument', 'multipart part has no filename and no ?path= was given');
-          written.push(await writeOne(user, resolvePath(user, target, state.defaultWorkdir), stream, metadata, md));
+          if (!target)
+            throw new WrennError(
+              'invalid_argument',
+              'multipart part has no filename and no ?path= was given',
+            );
+          written.push(
+            await writeOne(
+              user,
+              resolvePath(user, target, state.defaultWorkdir),
+              stream,
+              metadata,
+              md,
+            ),
+          );
         });
         chain.catch((e) => {
           failed = true;
@@ -129,15 +159,25 @@ export async function uploadFiles(
           reject(e);
         });
       });
-      bb.on('error', (e) => reject(new WrennError('invalid_argument', `bad multipart body: ${(e as Error).message}`)));
+      bb.on('error', (e) =>
+        reject(new WrennError('invalid_argument', `bad multipart body: ${(e as Error).message}`)),
+      );
       bb.on('close', () => chain.then(() => resolve(), reject));
-      body.on('error', (e) => reject(new WrennError('invalid_argument', `upload body: ${(e as Error).message}`)));
+      body.on('error', (e) =>
+        reject(new WrennError('invalid_argument', `upload body: ${(e as Error).message}`)),
+      );
       body.pipe(bb);
     });
   } else {
     const raw = q.get('path');
-    if (!raw) throw new WrennError('invalid_argument', 'query parameter path is required for an octet-stream upload');
-    written.push(await writeOne(user, resolvePath(user, raw, state.defaultWorkdir), body, metadata, md));
+    if (!raw)
+      throw new WrennError(
+        'invalid_argument',
+        'query parameter path is required for an octet-stream upload',
+      );
+    written.push(
+      await writeOne(user, resolvePath(user, raw, state.defaultWorkdir), body, metadata, md),
+    );
   }
   if (written.length === 0) throw new WrennError('invalid_argument', 'upload contained no files');
   sendJson(res, 200, written);
@@ -180,7 +220,8 @@ function metadataFrom(req: IncomingMessage): Record<string, string> {
   const md: Record<string, string> = {};
   for (let i = 0; i < req.rawHeaders.length; i += 2) {
     const name = req.rawHeaders[i]!;
-    if (name.toLowerCase().startsWith('x-metadata-')) md[name.slice('x-metadata-'.length)] = req.rawHeaders[i + 1]!;
+    if (name.toLowerCase().startsWith('x-metadata-'))
+      md[name.slice('x-metadata-'.length)] = req.rawHeaders[i + 1]!;
   }
   return md;
 }

@@ -20,7 +20,8 @@ export async function readJson(req: IncomingMessage): Promise<unknown> {
   let size = 0;
   for await (const c of req as AsyncIterable<Buffer>) {
     size += c.length;
-    if (size > MAX_JSON_BYTES) throw new WrennError('invalid_argument', 'JSON body larger than 1 MiB');
+    if (size > MAX_JSON_BYTES)
+      throw new WrennError('invalid_argument', 'JSON body larger than 1 MiB');
     chunks.push(c);
   }
   const text = Buffer.concat(chunks).toString('utf8');
@@ -33,7 +34,8 @@ export async function readJson(req: IncomingMessage): Promise<unknown> {
 }
 
 function parseInit(v: unknown): InitBody {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new WrennError('invalid_argument', '/init body must be a JSON object');
+  if (typeof v !== 'object' || v === null || Array.isArray(v))
+    throw new WrennError('invalid_argument', '/init body must be a JSON object');
   const o = v as Record<string, unknown>;
   const str = (k: string) => {
     if (o[k] === undefined || o[k] === null) return undefined;
@@ -42,10 +44,12 @@ function parseInit(v: unknown): InitBody {
   };
   let envVars: Record<string, string> | undefined;
   if (o.envVars !== undefined && o.envVars !== null) {
-    if (typeof o.envVars !== 'object' || Array.isArray(o.envVars)) throw new WrennError('invalid_argument', 'envVars must be an object');
+    if (typeof o.envVars !== 'object' || Array.isArray(o.envVars))
+      throw new WrennError('invalid_argument', 'envVars must be an object');
     envVars = {};
     for (const [k, val] of Object.entries(o.envVars as Record<string, unknown>)) {
-      if (typeof val !== 'string') throw new WrennError('invalid_argument', `envVars.${k} must be a string`);
+      if (typeof val !== 'string')
+        throw new WrennError('invalid_argument', `envVars.${k} must be a string`);
       envVars[k] = val;
     }
   }
@@ -67,7 +71,8 @@ export async function init(state: EnvdState, req: IncomingMessage): Promise<void
   let clockMs: number | undefined;
   if (body.timestamp) {
     clockMs = Date.parse(body.timestamp);
-    if (Number.isNaN(clockMs)) throw new WrennError('invalid_argument', `timestamp '${body.timestamp}' is not RFC 3339`);
+    if (Number.isNaN(clockMs))
+      throw new WrennError('invalid_argument', `timestamp '${body.timestamp}' is not RFC 3339`);
   }
   if (body.defaultUser) resolveUser(state, body.defaultUser); // throws if no such user
   if (body.envVars) for (const [k, v] of Object.entries(body.envVars)) state.envVars.set(k, v);
@@ -83,7 +88,10 @@ export async function init(state: EnvdState, req: IncomingMessage): Promise<void
 function setClock(ms: number): Promise<void> {
   return new Promise((resolve) => {
     execFile('date', ['-u', '-s', `@${Math.floor(ms / 1000)}`], (err) => {
-      if (err) console.error(JSON.stringify({ msg: 'envd: setting the clock failed', error: err.message }));
+      if (err)
+        console.error(
+          JSON.stringify({ msg: 'envd: setting the clock failed', error: err.message }),
+        );
       resolve();
     });
   });

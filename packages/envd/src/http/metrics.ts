@@ -1,6 +1,5 @@
-import { statfs } from 'node:fs/promises';
+import { readFile, statfs } from 'node:fs/promises';
 import { cpus, freemem, totalmem } from 'node:os';
-import { readFile } from 'node:fs/promises';
 
 let lastCpu: { idle: number; total: number } | undefined;
 

@@ -17,7 +17,11 @@ export interface HttpDeps {
 }
 
 /** The plain HTTP routes (everything that is not a Connect RPC). Auth happened upstream. */
-export async function handleHttp(deps: HttpDeps, req: IncomingMessage, res: ServerResponse): Promise<void> {
+export async function handleHttp(
+  deps: HttpDeps,
+  req: IncomingMessage,
+  res: ServerResponse,
+): Promise<void> {
   const url = new URL(req.url ?? '/', 'http://envd');
   const route = `${req.method} ${url.pathname}`;
   try {

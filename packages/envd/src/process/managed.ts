@@ -1,10 +1,16 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { constants } from 'node:os';
-import type { IPty } from 'node-pty';
 import { WrennError } from '@wrenn/common/errors.ts';
+import type { IPty } from 'node-pty';
 import type { User } from '../users.ts';
-import { type EndEvent, type OutputEvent, OutputRing, type ProcEvent, Subscriber } from './output.ts';
+import {
+  type EndEvent,
+  type OutputEvent,
+  OutputRing,
+  type ProcEvent,
+  Subscriber,
+} from './output.ts';
 
 export interface ProcessSpec {
   cmd: string;
@@ -38,7 +44,9 @@ const SETPRIV = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => existsSync(p));
 let ptyModule: Promise<typeof import('node-pty')> | undefined;
 /** node-pty loads lazily: a native addon costs startup time most sandboxes never need. */
 function loadPty(): Promise<typeof import('node-pty')> {
-  ptyModule ??= import('node-pty').then((m) => (m as { default?: typeof import('node-pty') }).default ?? m);
+  ptyModule ??= import('node-pty').then(
+    (m) => (m as { default?: typeof import('node-pty') }).default ?? m,
+  );
   return ptyModule;
 }
 
@@ -98,8 +106,10 @@ export class ManagedProcess {
       return;
     }
     const stdin = this.child?.stdin;
-    if (!stdin) throw new WrennError('failed_precondition', `process ${this.pid} was started without stdin`);
-    if (stdin.destroyed || stdin.writableEnded) throw new WrennError('failed_precondition', `stdin of process ${this.pid} is closed`);
+    if (!stdin)
+      throw new WrennError('failed_precondition', `process ${this.pid} was started without stdin`);
+    if (stdin.destroyed || stdin.writableEnded)
+      throw new WrennError('failed_precondition', `stdin of process ${this.pid} is closed`);
     stdin.write(data);
   }
 
@@ -110,7 +120,8 @@ export class ManagedProcess {
       return;
     }
     const stdin = this.child?.stdin;
-    if (!stdin) throw new WrennError('failed_precondition', `process ${this.pid} was started without stdin`);
+    if (!stdin)
+      throw new WrennError('failed_precondition', `process ${this.pid} was started without stdin`);
     stdin.end();
   }
 
@@ -129,9 +140,11 @@ export class ManagedProcess {
   }
 
   resize(cols: number, rows: number): void {
-    if (!this.term) throw new WrennError('failed_precondition', `process ${this.pid} has no PTY to resize`);
+    if (!this.term)
+      throw new WrennError('failed_precondition', `process ${this.pid} has no PTY to resize`);
     if (this.end) throw new WrennError('not_found', `process ${this.pid} has exited`);
-    if (cols < 1 || rows < 1) throw new WrennError('invalid_argument', 'PTY size must be at least 1x1');
+    if (cols < 1 || rows < 1)
+      throw new WrennError('invalid_argument', 'PTY size must be at least 1x1');
     this.term.resize(cols, rows);
   }
 
@@ -183,9 +196,13 @@ export class ManagedProcess {
   static attachPty(term: IPty, spec: ProcessSpec, bufferBytes: number): ManagedProcess {
     const p = new ManagedProcess(term.pid, spec, bufferBytes);
     p.term = term;
-    term.onData((d: string | Buffer) => p.emit({ kind: 'pty', data: typeof d === 'string' ? Buffer.from(d) : d }));
+    term.onData((d: string | Buffer) =>
+      p.emit({ kind: 'pty', data: typeof d === 'string' ? Buffer.from(d) : d }),
+    );
     term.onExit(({ exitCode, signal }) => {
-      const sigName = signal ? (Object.entries(constants.signals).find(([, n]) => n === signal)?.[0] ?? null) : null;
+      const sigName = signal
+        ? (Object.entries(constants.signals).find(([, n]) => n === signal)?.[0] ?? null)
+        : null;
       // node-pty reports exitCode 0 with a signal for killed processes.
       p.finish(endEvent(sigName ? null : exitCode, sigName as NodeJS.Signals | null));
     });
@@ -200,7 +217,13 @@ function endEvent(code: number | null, signal: NodeJS.Signals | null): EndEvent 
   }
   const exitCode = code ?? -1;
   const status = `exit status ${exitCode}`;
-  return { kind: 'end', exitCode, exited: true, status, error: exitCode === 0 ? undefined : status };
+  return {
+    kind: 'end',
+    exitCode,
+    exited: true,
+    status,
+    error: exitCode === 0 ? undefined : status,
+  };
 }
 
 /** Whether uid/gid must change for this user (not when envd already runs as them). */
@@ -208,7 +231,11 @@ function needsCredentials(user: User): boolean {
   return process.getuid?.() !== user.uid || process.getgid?.() !== user.gid;
 }
 
-async function startPiped(spec: ProcessSpec, user: User, bufferBytes: number): Promise<ManagedProcess> {
+async function startPiped(
+  spec: ProcessSpec,
+  user: User,
+  bufferBytes: number,
+): Promise<ManagedProcess> {
   let file = spec.cmd;
   let args = spec.args;
   const creds: { uid?: number; gid?: number } = {};
@@ -217,7 +244,14 @@ async function startPiped(spec: ProcessSpec, user: User, bufferBytes: number): P
     // it) keeps them and execs in place, so the pid is still the command's.
     const extra = user.groups.filter((g) => g !== user.gid);
     if (SETPRIV && extra.length > 0) {
-      args = [`--reuid=${user.uid}`, `--regid=${user.gid}`, `--groups=${user.groups.join(',')}`, '--', file, ...args];
+      args = [
+        `--reuid=${user.uid}`,
+        `--regid=${user.gid}`,
+        `--groups=${user.groups.join(',')}`,
+        '--',
+        file,
+        ...args,
+      ];
       file = SETPRIV;
     } else {
       creds.uid = user.uid;
@@ -238,7 +272,11 @@ async function startPiped(spec: ProcessSpec, user: User, bufferBytes: number): P
   return ManagedProcess.attachPiped(child, spec, bufferBytes);
 }
 
-async function startPty(spec: ProcessSpec, user: User, bufferBytes: number): Promise<ManagedProcess> {
+async function startPty(
+  spec: ProcessSpec,
+  user: User,
+  bufferBytes: number,
+): Promise<ManagedProcess> {
   const pty = await loadPty();
   const creds = needsCredentials(user) ? { uid: user.uid, gid: user.gid } : {};
   // node-pty forks synchronously and sets only uid/gid: give envd the user's groups for the

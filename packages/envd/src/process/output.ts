@@ -1,7 +1,14 @@
 /** One thing a process stream carries, in the order it happened. */
 export type OutputEvent = { kind: 'stdout' | 'stderr' | 'pty'; data: Uint8Array };
-export type EndEvent = { kind: 'end'; exitCode: number; exited: boolean; status: string; error?: string };
-const isOutput = (ev: ProcEvent): ev is OutputEvent => ev.kind === 'stdout' || ev.kind === 'stderr' || ev.kind === 'pty';
+export type EndEvent = {
+  kind: 'end';
+  exitCode: number;
+  exited: boolean;
+  status: string;
+  error?: string;
+};
+const isOutput = (ev: ProcEvent): ev is OutputEvent =>
+  ev.kind === 'stdout' || ev.kind === 'stderr' || ev.kind === 'pty';
 
 /** Largest data event a subscriber builds by merging queued chunks. */
 const COALESCE_BYTES = 1 << 20;
@@ -27,7 +34,10 @@ export class OutputRing {
   push(ev: OutputEvent): void {
     this.chunks.push(ev);
     this.bytes += ev.data.length;
-    while (this.bytes - this.chunks[this.head]!.data.length >= this.limit && this.head < this.chunks.length - 1) {
+    while (
+      this.bytes - this.chunks[this.head]!.data.length >= this.limit &&
+      this.head < this.chunks.length - 1
+    ) {
       const old = this.chunks[this.head++]!;
       this.bytes -= old.data.length;
       this.dropped += old.data.length;
@@ -63,7 +73,8 @@ export class Subscriber {
   push(ev: ProcEvent): void {
     if (this.closed) return;
     this.queue.push(ev);
-    if (ev.kind === 'stdout' || ev.kind === 'stderr' || ev.kind === 'pty') this.queuedBytes += ev.data.length;
+    if (ev.kind === 'stdout' || ev.kind === 'stderr' || ev.kind === 'pty')
+      this.queuedBytes += ev.data.length;
     this.wake?.();
   }
 
@@ -82,7 +93,8 @@ export class Subscriber {
         }
         // One event-loop turn lets pending pipe reads land so they ship as one message;
         // costs microseconds of latency, saves most per-message work on bulk output.
-        if (this.queue.length === 1 && isOutput(this.queue[0]!)) await new Promise((r) => setImmediate(r));
+        if (this.queue.length === 1 && isOutput(this.queue[0]!))
+          await new Promise((r) => setImmediate(r));
         if (this.queue.length === 0) continue;
         const ev = this.coalesce(this.queue.shift()!);
         if (ev.kind === 'stdout' || ev.kind === 'stderr' || ev.kind === 'pty') {

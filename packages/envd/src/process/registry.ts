@@ -5,7 +5,10 @@ import type { ManagedProcess } from './managed.ts';
 const ENDED_TTL_MS = 60_000;
 const RETAIN_ENDED = 32;
 
-export type Selector = { case: 'pid'; value: number } | { case: 'tag'; value: string } | { case: undefined };
+export type Selector =
+  | { case: 'pid'; value: number }
+  | { case: 'tag'; value: string }
+  | { case: undefined };
 
 /**
  * Every process envd started, by pid. Running ones are listed; ended ones linger briefly so
@@ -30,7 +33,8 @@ export class ProcessRegistry {
     if (sel?.case === 'pid') found = this.byPid.get(sel.value);
     else if (sel?.case === 'tag') {
       // Prefer a running process with the tag over an ended one.
-      for (const p of this.byPid.values()) if (p.tag === sel.value && (!found || (found.end && !p.end))) found = p;
+      for (const p of this.byPid.values())
+        if (p.tag === sel.value && (!found || (found.end && !p.end))) found = p;
     } else throw new WrennError('invalid_argument', 'process selector needs a pid or a tag');
     if (!found || (opts.running && found.end)) {
       const what = sel.case === 'pid' ? `pid ${sel.value}` : `tag '${sel.value}'`;
@@ -41,7 +45,9 @@ export class ProcessRegistry {
 
   private sweep(): void {
     const now = Date.now();
-    const ended = [...this.byPid.values()].filter((p) => p.end).sort((a, b) => b.endedAt - a.endedAt);
+    const ended = [...this.byPid.values()]
+      .filter((p) => p.end)
+      .sort((a, b) => b.endedAt - a.endedAt);
     ended.forEach((p, i) => {
       // A reused pid replaces an ended entry in add(); here only age and count matter.
       if (i >= RETAIN_ENDED || now - p.endedAt > ENDED_TTL_MS) this.byPid.delete(p.pid);

@@ -18,11 +18,16 @@ type ProcessEventInit = MessageInitShape<typeof processv1.ProcessEventSchema>;
 const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 /** process.Process: start, attach to, feed and signal processes. */
-export function processService(state: EnvdState, registry: ProcessRegistry): ServiceImpl<typeof Process> {
+export function processService(
+  state: EnvdState,
+  registry: ProcessRegistry,
+): ServiceImpl<typeof Process> {
   return {
     list: (_req, _ctx) =>
       unary(async () => ({
-        processes: registry.running().map((p) => ({ pid: p.pid, tag: p.tag, config: p.spec.requested })),
+        processes: registry
+          .running()
+          .map((p) => ({ pid: p.pid, tag: p.tag, config: p.spec.requested })),
       })),
 
     start: (req, ctx) =>
@@ -34,8 +39,16 @@ export function processService(state: EnvdState, registry: ProcessRegistry): Ser
           proc = await ManagedProcess.start(spec, user, state.opts.outputBufferBytes);
         } catch (e) {
           const code = (e as NodeJS.ErrnoException).code;
-          if (code === 'ENOENT') throw new WrennError('not_found', `cannot start '${spec.cmd}': no such file or directory`);
-          if (code === 'EACCES') throw new WrennError('permission_denied', `cannot start '${spec.cmd}': permission denied`);
+          if (code === 'ENOENT')
+            throw new WrennError(
+              'not_found',
+              `cannot start '${spec.cmd}': no such file or directory`,
+            );
+          if (code === 'EACCES')
+            throw new WrennError(
+              'permission_denied',
+              `cannot start '${spec.cmd}': permission denied`,
+            );
           throw e;
         }
         registry.add(proc);
@@ -69,9 +82,11 @@ export function processService(state: EnvdState, registry: ProcessRegistry): Ser
         let proc: ManagedProcess | undefined;
         for await (const msg of reqs) {
           const ev = msg.event;
-          if (ev.case === 'start') proc = registry.find(ev.value.process?.selector, { running: true });
+          if (ev.case === 'start')
+            proc = registry.find(ev.value.process?.selector, { running: true });
           else if (ev.case === 'data') {
-            if (!proc) throw new WrennError('invalid_argument', 'StreamInput must begin with a start event');
+            if (!proc)
+              throw new WrennError('invalid_argument', 'StreamInput must begin with a start event');
             const input = ev.value.input?.input;
             if (input?.case) proc.writeInput(input.value);
           }
@@ -96,12 +111,17 @@ export function processService(state: EnvdState, registry: ProcessRegistry): Ser
   };
 }
 
-async function specFor(state: EnvdState, user: User, req: processv1.StartRequest): Promise<ProcessSpec> {
+async function specFor(
+  state: EnvdState,
+  user: User,
+  req: processv1.StartRequest,
+): Promise<ProcessSpec> {
   const cfg = req.process;
   if (!cfg?.cmd) throw new WrennError('invalid_argument', 'process.cmd is required');
   const cwd = cfg.cwd ? resolvePath(user, cfg.cwd) : (state.defaultWorkdir ?? user.home);
   const st = await stat(cwd).catch(() => undefined);
-  if (!st?.isDirectory()) throw new WrennError('invalid_argument', `cwd '${cwd}' does not exist or is not a directory`);
+  if (!st?.isDirectory())
+    throw new WrennError('invalid_argument', `cwd '${cwd}' does not exist or is not a directory`);
   await checkAccess(user, cwd, ['x']);
   // The SDK always runs `/bin/bash -l -c <cmd>`; busybox-only images have no bash, and
   // their sh understands the same flags.
@@ -130,7 +150,10 @@ async function specFor(state: EnvdState, user: User, req: processv1.StartRequest
 }
 
 /** start event, then output (retained first, then live), keepalives while idle, then end. */
-async function* followProcess(proc: ManagedProcess, ctx: HandlerContext): AsyncGenerator<{ event: ProcessEventInit }> {
+async function* followProcess(
+  proc: ManagedProcess,
+  ctx: HandlerContext,
+): AsyncGenerator<{ event: ProcessEventInit }> {
   const sub = proc.subscribe();
   const timer = setInterval(() => sub.keepalive(), keepaliveMs(ctx));
   try {
@@ -148,7 +171,10 @@ function toProto(ev: ProcEvent): ProcessEventInit {
       return { event: { case: 'keepalive', value: {} } };
     case 'end':
       return {
-        event: { case: 'end', value: { exitCode: ev.exitCode, exited: ev.exited, status: ev.status, error: ev.error } },
+        event: {
+          case: 'end',
+          value: { exitCode: ev.exitCode, exited: ev.exited, status: ev.status, error: ev.error },
+        },
       };
     default:
       return { event: { case: 'data', value: { output: { case: ev.kind, value: ev.data } } } };

@@ -1,6 +1,6 @@
-import { bootImage, type TestVm } from '../../../../test/helpers/vm.ts';
 import { Sandbox } from 'e2b';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { bootImage, type TestVm } from '../../../../test/helpers/vm.ts';
 
 // envd as the image's init starts it inside a real `minimal` VM (TCG), driven by the
 // official SDK through the forwarded envd port.
@@ -9,7 +9,8 @@ let sbx: Sandbox;
 
 beforeAll(async () => {
   const wrennDir = inject('wrennDir');
-  if (!wrennDir) throw new Error('test/global-setup.ts did not provide wrennDir (built guest images)');
+  if (!wrennDir)
+    throw new Error('test/global-setup.ts did not provide wrennDir (built guest images)');
   vm = await bootImage({ wrennDir, image: 'minimal' });
   const Ctor = Sandbox as unknown as new (o: Record<string, unknown>) => Sandbox;
   sbx = new Ctor({ sandboxId: 'vm', envdVersion: '0.6.4', debug: true, sandboxUrl: vm.envdUrl });

@@ -34,10 +34,23 @@ describe('buildEnvd', () => {
 
   it('the bundle runs on its own: /health 204 and a PTY process (node-pty resolves from the bundle dir)', async () => {
     // cwd is / so nothing can resolve from the repository's node_modules.
-    const child = spawn(process.execPath, [join(out, 'envd.mjs'), '--host', '--port', '0', '--listen', '127.0.0.1', '--default-user', 'root'], {
-      cwd: '/',
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      process.execPath,
+      [
+        join(out, 'envd.mjs'),
+        '--host',
+        '--port',
+        '0',
+        '--listen',
+        '127.0.0.1',
+        '--default-user',
+        'root',
+      ],
+      {
+        cwd: '/',
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     try {
       let log = '';
       const port = await new Promise<number>((resolve, reject) => {
@@ -54,13 +67,21 @@ describe('buildEnvd', () => {
       expect((await fetch(`http://127.0.0.1:${port}/health`)).status).toBe(204);
       const rpc = createClient(
         processv1.Process,
-        createConnectTransport({ baseUrl: `http://127.0.0.1:${port}`, httpVersion: '1.1', useBinaryFormat: true }),
+        createConnectTransport({
+          baseUrl: `http://127.0.0.1:${port}`,
+          httpVersion: '1.1',
+          useBinaryFormat: true,
+        }),
       );
       let text = '';
       let exit: number | undefined;
-      for await (const m of rpc.start({ process: { cmd: '/bin/sh', args: ['-c', 'tty >/dev/null && echo is-a-tty'] }, pty: { size: { cols: 80, rows: 24 } } })) {
+      for await (const m of rpc.start({
+        process: { cmd: '/bin/sh', args: ['-c', 'tty >/dev/null && echo is-a-tty'] },
+        pty: { size: { cols: 80, rows: 24 } },
+      })) {
         const ev = m.event?.event;
-        if (ev?.case === 'data') text += new TextDecoder().decode(ev.value.output.value as Uint8Array);
+        if (ev?.case === 'data')
+          text += new TextDecoder().decode(ev.value.output.value as Uint8Array);
         if (ev?.case === 'end') exit = ev.value.exitCode;
       }
       expect(text).toContain('is-a-tty');

@@ -44,7 +44,9 @@ describe('commands through the e2b SDK', () => {
 
   it('streams output to callbacks as it is produced', async () => {
     const chunks: string[] = [];
-    await sbx.commands.run('for i in 1 2 3; do echo line$i; done', { onStdout: (d) => void chunks.push(d) });
+    await sbx.commands.run('for i in 1 2 3; do echo line$i; done', {
+      onStdout: (d) => void chunks.push(d),
+    });
     expect(chunks.join('')).toBe('line1\nline2\nline3\n');
   });
 
@@ -52,7 +54,11 @@ describe('commands through the e2b SDK', () => {
     const h = await sbx.commands.run('echo started; sleep 60', { background: true });
     const listed = await sbx.commands.list();
     expect(listed.map((p) => p.pid)).toContain(h.pid);
-    expect(listed.find((p) => p.pid === h.pid)?.args).toEqual(['-l', '-c', 'echo started; sleep 60']);
+    expect(listed.find((p) => p.pid === h.pid)?.args).toEqual([
+      '-l',
+      '-c',
+      'echo started; sleep 60',
+    ]);
     await h.disconnect();
 
     const other = sdk(envd); // a second client, as if from another machine
@@ -100,7 +106,13 @@ describe('commands through the e2b SDK', () => {
   it('runs a PTY: input is echoed through the terminal and resize changes stty size', async () => {
     let out = '';
     const dec = new TextDecoder();
-    const term = await sbx.pty.create({ cols: 100, rows: 30, onData: (d) => void (out += dec.decode(d)) });
+    const term = await sbx.pty.create({
+      cols: 100,
+      rows: 30,
+      onData: (d) => {
+        out += dec.decode(d);
+      },
+    });
     await sbx.pty.sendInput(term.pid, new TextEncoder().encode('stty size; echo "pty-$((6*7))"\n'));
     await eventually(() => out.includes('pty-42') && out.includes('30 100'));
     await sbx.pty.resize(term.pid, { cols: 120, rows: 40 });
@@ -115,7 +127,10 @@ describe('commands through the e2b SDK', () => {
 describe('process.Process over raw Connect', () => {
   it('starts with a tag, connects by tag, lists the tag and SIGTERMs it', async () => {
     const { process: rpc } = rawClients(envd, { binary: true });
-    const stream = rpc.start({ process: { cmd: '/bin/sh', args: ['-c', 'echo tagged; sleep 60'] }, tag: 'job-1' });
+    const stream = rpc.start({
+      process: { cmd: '/bin/sh', args: ['-c', 'echo tagged; sleep 60'] },
+      tag: 'job-1',
+    });
     const it1 = stream[Symbol.asyncIterator]();
     const first = await it1.next();
     expect(first.value.event.event.case).toBe('start');
@@ -125,9 +140,12 @@ describe('process.Process over raw Connect', () => {
 
     const events: string[] = [];
     const attached = (async () => {
-      for await (const m of rpc.connect({ process: { selector: { case: 'tag', value: 'job-1' } } })) {
+      for await (const m of rpc.connect({
+        process: { selector: { case: 'tag', value: 'job-1' } },
+      })) {
         const ev = m.event?.event;
-        if (ev?.case === 'data' && ev.value.output.case === 'stdout') events.push(new TextDecoder().decode(ev.value.output.value));
+        if (ev?.case === 'data' && ev.value.output.case === 'stdout')
+          events.push(new TextDecoder().decode(ev.value.output.value));
         if (ev?.case === 'end') events.push(`end:${ev.value.status}:${ev.value.exitCode}`);
       }
     })();
@@ -143,11 +161,28 @@ describe('process.Process over raw Connect', () => {
     const stream = rpc.start({ process: { cmd: '/bin/cat' }, stdin: true })[Symbol.asyncIterator]();
     const pid = (await stream.next()).value.event.event.value;
     const enc = new TextEncoder();
-    async function* input(): AsyncGenerator<MessageInitShape<typeof processv1.StreamInputRequestSchema>> {
-      yield { event: { case: 'start' as const, value: { process: { selector: { case: 'pid' as const, value: pid.pid } } } } };
-      yield { event: { case: 'data' as const, value: { input: { input: { case: 'stdin' as const, value: enc.encode('a') } } } } };
+    async function* input(): AsyncGenerator<
+      MessageInitShape<typeof processv1.StreamInputRequestSchema>
+    > {
+      yield {
+        event: {
+          case: 'start' as const,
+          value: { process: { selector: { case: 'pid' as const, value: pid.pid } } },
+        },
+      };
+      yield {
+        event: {
+          case: 'data' as const,
+          value: { input: { input: { case: 'stdin' as const, value: enc.encode('a') } } },
+        },
+      };
       yield { event: { case: 'keepalive' as const, value: {} } };
-      yield { event: { case: 'data' as const, value: { input: { input: { case: 'stdin' as const, value: enc.encode('b') } } } } };
+      yield {
+        event: {
+          case: 'data' as const,
+          value: { input: { input: { case: 'stdin' as const, value: enc.encode('b') } } },
+        },
+      };
     }
     await rpc.streamInput(input());
     await rpc.closeStdin({ process: { selector: { case: 'pid', value: pid.pid } } });
@@ -179,7 +214,10 @@ describe('process.Process over raw Connect', () => {
     const { process: rpc } = rawClients(envd);
     let pid = 0;
     const e = await (async () => {
-      for await (const m of rpc.start({ process: { cmd: '/bin/sh', args: ['-c', 'sleep 30'] }, tag: 'deadline' }, { timeoutMs: 300 })) {
+      for await (const m of rpc.start(
+        { process: { cmd: '/bin/sh', args: ['-c', 'sleep 30'] }, tag: 'deadline' },
+        { timeoutMs: 300 },
+      )) {
         if (m.event?.event.case === 'start') pid = m.event.event.value.pid;
       }
     })().catch((x) => x);
@@ -190,7 +228,9 @@ describe('process.Process over raw Connect', () => {
 
   it('answers unknown pids with not_found and a missing selector with invalid_argument', async () => {
     const { process: rpc } = rawClients(envd);
-    const nf = await rpc.sendSignal({ process: { selector: { case: 'pid', value: 999_999 } }, signal: 9 }).catch((x) => x);
+    const nf = await rpc
+      .sendSignal({ process: { selector: { case: 'pid', value: 999_999 } }, signal: 9 })
+      .catch((x) => x);
     expect(nf.code).toBe(5); // NotFound
     const inv = await rpc.sendInput({}).catch((x) => x);
     expect(inv.code).toBe(3); // InvalidArgument

@@ -14,7 +14,10 @@ let home: string;
 
 beforeAll(async () => {
   envd = await startHostEnvd();
-  const init = await fetch(`${envd.url}/init`, { method: 'POST', body: JSON.stringify({ accessToken: TOKEN }) });
+  const init = await fetch(`${envd.url}/init`, {
+    method: 'POST',
+    body: JSON.stringify({ accessToken: TOKEN }),
+  });
   expect(init.status).toBe(204);
   sbx = sdk(envd, { accessToken: TOKEN });
   home = join(envd.homeRoot, 'root');
@@ -27,7 +30,11 @@ afterAll(async () => {
 describe('/files through the e2b SDK', () => {
   it('writes and reads text', async () => {
     const info = await sbx.files.write('t/hello.txt', 'héllo wörld');
-    expect(info).toMatchObject({ name: 'hello.txt', type: 'file', path: join(home, 't/hello.txt') });
+    expect(info).toMatchObject({
+      name: 'hello.txt',
+      type: 'file',
+      path: join(home, 't/hello.txt'),
+    });
     expect(await sbx.files.read('t/hello.txt')).toBe('héllo wörld');
   });
 
@@ -62,11 +69,19 @@ describe('/files through the e2b SDK', () => {
   });
 
   it('stores metadata sent as X-Metadata-* headers and reports it in EntryInfo', async () => {
-    const info = await sbx.files.write('md.txt', 'x', { metadata: { owner: 'alice', 'build-id': '42' } });
+    const info = await sbx.files.write('md.txt', 'x', {
+      metadata: { owner: 'alice', 'build-id': '42' },
+    });
     expect(info.metadata).toEqual({ owner: 'alice', 'build-id': '42' });
-    expect((await sbx.files.getInfo('md.txt')).metadata).toEqual({ owner: 'alice', 'build-id': '42' });
+    expect((await sbx.files.getInfo('md.txt')).metadata).toEqual({
+      owner: 'alice',
+      'build-id': '42',
+    });
     await sbx.files.rename('md.txt', 'md2.txt');
-    expect((await sbx.files.getInfo('md2.txt')).metadata).toEqual({ owner: 'alice', 'build-id': '42' });
+    expect((await sbx.files.getInfo('md2.txt')).metadata).toEqual({
+      owner: 'alice',
+      'build-id': '42',
+    });
   });
 
   it('streams a 100 MiB file both ways without corruption', async () => {
@@ -113,8 +128,16 @@ describe('/files through the e2b SDK', () => {
 
   it('rejects an expired, tampered or wrong-operation signature with 401', async () => {
     const exp = Math.floor(Date.now() / 1000) - 10;
-    const expired = fileSignature({ path: 'signed.txt', operation: 'read', username: '', token: TOKEN, expiration: exp });
-    const r1 = await fetch(`${envd.url}/files?path=signed.txt&signature=${expired}&signature_expiration=${exp}`);
+    const expired = fileSignature({
+      path: 'signed.txt',
+      operation: 'read',
+      username: '',
+      token: TOKEN,
+      expiration: exp,
+    });
+    const r1 = await fetch(
+      `${envd.url}/files?path=signed.txt&signature=${expired}&signature_expiration=${exp}`,
+    );
     expect(r1.status).toBe(401);
     expect(await r1.json()).toEqual({ code: 'unauthenticated', message: 'signature expired' });
 
@@ -149,8 +172,15 @@ describe('/files through the e2b SDK', () => {
     await writeFile(join(home, 'keep.txt'), 'original');
     const r = await fetch(`${envd.url}/files?path=keep.txt`, {
       method: 'POST',
-      headers: { 'X-Access-Token': TOKEN, 'content-type': 'application/octet-stream', 'content-encoding': 'gzip' },
-      body: Buffer.concat([gzipSync(Buffer.from('new content')).subarray(0, 12), Buffer.from('garbage')]),
+      headers: {
+        'X-Access-Token': TOKEN,
+        'content-type': 'application/octet-stream',
+        'content-encoding': 'gzip',
+      },
+      body: Buffer.concat([
+        gzipSync(Buffer.from('new content')).subarray(0, 12),
+        Buffer.from('garbage'),
+      ]),
     });
     expect(r.status).toBeGreaterThanOrEqual(400);
     expect(await readFile(join(home, 'keep.txt'), 'utf8')).toBe('original');
@@ -160,7 +190,9 @@ describe('/files through the e2b SDK', () => {
     const d = await fetch(`${envd.url}/files?path=multi`, { headers: { 'X-Access-Token': TOKEN } });
     expect(d.status).toBe(400);
     expect(((await d.json()) as { code: string }).code).toBe('invalid_argument');
-    const m = await fetch(`${envd.url}/files?path=missing.txt`, { headers: { 'X-Access-Token': TOKEN } });
+    const m = await fetch(`${envd.url}/files?path=missing.txt`, {
+      headers: { 'X-Access-Token': TOKEN },
+    });
     expect(m.status).toBe(404);
     expect(((await m.json()) as { code: string }).code).toBe('not_found');
   });
@@ -169,7 +201,11 @@ describe('/files through the e2b SDK', () => {
     const data = randomBytes(50_000);
     const up = await fetch(`${envd.url}/files?path=raw.gz.bin`, {
       method: 'POST',
-      headers: { 'X-Access-Token': TOKEN, 'content-type': 'application/octet-stream', 'content-encoding': 'gzip' },
+      headers: {
+        'X-Access-Token': TOKEN,
+        'content-type': 'application/octet-stream',
+        'content-encoding': 'gzip',
+      },
       body: gzipSync(data),
     });
     expect(up.status).toBe(200);

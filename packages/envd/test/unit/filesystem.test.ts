@@ -58,7 +58,12 @@ describe('filesystem through the e2b SDK', () => {
     const one = await sbx.files.list('tree');
     expect(one.map((e) => e.name).sort()).toEqual(['a', 'top.txt']);
     const two = await sbx.files.list('tree', { depth: 2 });
-    expect(two.map((e) => e.path.slice(home.length + 1)).sort()).toEqual(['tree/a', 'tree/a/b', 'tree/a/mid.txt', 'tree/top.txt']);
+    expect(two.map((e) => e.path.slice(home.length + 1)).sort()).toEqual([
+      'tree/a',
+      'tree/a/b',
+      'tree/a/mid.txt',
+      'tree/top.txt',
+    ]);
     const three = await sbx.files.list('tree', { depth: 3 });
     expect(three.map((e) => e.name)).toContain('low.txt');
   });
@@ -84,25 +89,42 @@ describe('filesystem through the e2b SDK', () => {
   it('watches a directory: create, write, rename and remove', async () => {
     await sbx.files.makeDir('w');
     const events: { type: FilesystemEventType; name: string }[] = [];
-    const handle = await sbx.files.watchDir('w', (e) => void events.push({ type: e.type, name: e.name }));
+    const handle = await sbx.files.watchDir(
+      'w',
+      (e) => void events.push({ type: e.type, name: e.name }),
+    );
     await writeFile(join(home, 'w/f.txt'), 'one');
-    await eventually(() => events.some((e) => e.type === FilesystemEventType.CREATE && e.name === 'f.txt'));
+    await eventually(() =>
+      events.some((e) => e.type === FilesystemEventType.CREATE && e.name === 'f.txt'),
+    );
     await writeFile(join(home, 'w/f.txt'), 'two');
-    await eventually(() => events.some((e) => e.type === FilesystemEventType.WRITE && e.name === 'f.txt'));
+    await eventually(() =>
+      events.some((e) => e.type === FilesystemEventType.WRITE && e.name === 'f.txt'),
+    );
     await sbx.files.rename('w/f.txt', 'w/g.txt');
-    await eventually(() => events.some((e) => e.type === FilesystemEventType.RENAME && e.name === 'f.txt'));
-    await eventually(() => events.some((e) => e.type === FilesystemEventType.CREATE && e.name === 'g.txt'));
+    await eventually(() =>
+      events.some((e) => e.type === FilesystemEventType.RENAME && e.name === 'f.txt'),
+    );
+    await eventually(() =>
+      events.some((e) => e.type === FilesystemEventType.CREATE && e.name === 'g.txt'),
+    );
     await sbx.files.remove('w/g.txt');
-    await eventually(() => events.some((e) => e.type === FilesystemEventType.REMOVE && e.name === 'g.txt'));
+    await eventually(() =>
+      events.some((e) => e.type === FilesystemEventType.REMOVE && e.name === 'g.txt'),
+    );
     await handle.stop();
     // A rename is not also reported as a removal.
-    expect(events.some((e) => e.type === FilesystemEventType.REMOVE && e.name === 'f.txt')).toBe(false);
+    expect(events.some((e) => e.type === FilesystemEventType.REMOVE && e.name === 'f.txt')).toBe(
+      false,
+    );
   });
 
   it('watches recursively, including directories created after the watch began', async () => {
     await sbx.files.makeDir('rw');
     const names: string[] = [];
-    const handle = await sbx.files.watchDir('rw', (e) => void names.push(`${e.type}:${e.name}`), { recursive: true });
+    const handle = await sbx.files.watchDir('rw', (e) => void names.push(`${e.type}:${e.name}`), {
+      recursive: true,
+    });
     await mkdir(join(home, 'rw/new/inner'), { recursive: true });
     await eventually(() => names.includes('create:new'));
     await eventually(async () => {
@@ -115,14 +137,18 @@ describe('filesystem through the e2b SDK', () => {
   it('includes entry info in watch events when asked', async () => {
     await sbx.files.makeDir('we');
     const entries: (string | undefined)[] = [];
-    const handle = await sbx.files.watchDir('we', (e) => void entries.push(e.entry?.path), { includeEntry: true });
+    const handle = await sbx.files.watchDir('we', (e) => void entries.push(e.entry?.path), {
+      includeEntry: true,
+    });
     await writeFile(join(home, 'we/e.txt'), 'x');
     await eventually(() => entries.includes(join(home, 'we/e.txt')));
     await handle.stop();
   });
 
   it('rejects watching a missing path', async () => {
-    await expect(sbx.files.watchDir('missing-dir', () => {})).rejects.toBeInstanceOf(FileNotFoundError);
+    await expect(sbx.files.watchDir('missing-dir', () => {})).rejects.toBeInstanceOf(
+      FileNotFoundError,
+    );
   });
 });
 
@@ -147,6 +173,8 @@ describe('polling watchers over raw Connect', () => {
     const { filesystem: fs } = rawClients(envd);
     await writeFile(join(home, 'plain'), '');
     expect((await fs.makeDir({ path: join(home, 'plain') }).catch((x) => x)).code).toBe(6);
-    expect((await fs.listDir({ path: join(home, 'plain'), depth: 1 }).catch((x) => x)).code).toBe(3);
+    expect((await fs.listDir({ path: join(home, 'plain'), depth: 1 }).catch((x) => x)).code).toBe(
+      3,
+    );
   });
 });

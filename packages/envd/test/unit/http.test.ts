@@ -14,7 +14,11 @@ afterAll(async () => {
 });
 
 const post = (path: string, body: string, headers: Record<string, string> = {}) =>
-  fetch(`${envd.url}${path}`, { method: 'POST', body, headers: { 'content-type': 'application/json', ...headers } });
+  fetch(`${envd.url}${path}`, {
+    method: 'POST',
+    body,
+    headers: { 'content-type': 'application/json', ...headers },
+  });
 
 describe('plain HTTP routes', () => {
   it('GET /health is 204', async () => {
@@ -39,9 +43,18 @@ describe('plain HTTP routes', () => {
   });
 
   it('/init env vars reach /envs and every later process; request envs win', async () => {
-    const r = await post('/init', JSON.stringify({ envVars: { WRENN_A: 'from-init', WRENN_B: 'b' }, timestamp: new Date().toISOString() }));
+    const r = await post(
+      '/init',
+      JSON.stringify({
+        envVars: { WRENN_A: 'from-init', WRENN_B: 'b' },
+        timestamp: new Date().toISOString(),
+      }),
+    );
     expect(r.status).toBe(204);
-    expect(await (await fetch(`${envd.url}/envs`)).json()).toEqual({ WRENN_A: 'from-init', WRENN_B: 'b' });
+    expect(await (await fetch(`${envd.url}/envs`)).json()).toEqual({
+      WRENN_A: 'from-init',
+      WRENN_B: 'b',
+    });
     const out = await sbx.commands.run('echo $WRENN_A $WRENN_B', { envs: { WRENN_B: 'override' } });
     expect(out.stdout).toBe('from-init override\n');
   });
@@ -75,8 +88,13 @@ describe('plain HTTP routes', () => {
     expect((await fetch(`${envd.url}/health`)).status).toBe(204);
     // a stranger cannot replace the token
     expect((await post('/init', JSON.stringify({ accessToken: 'stolen' }))).status).toBe(401);
-    expect((await post('/init', JSON.stringify({ accessToken: 'tok-2' }), { 'X-Access-Token': 'tok-1' })).status).toBe(204);
-    expect((await fetch(`${envd.url}/envs`, { headers: { 'X-Access-Token': 'tok-2' } })).status).toBe(200);
+    expect(
+      (await post('/init', JSON.stringify({ accessToken: 'tok-2' }), { 'X-Access-Token': 'tok-1' }))
+        .status,
+    ).toBe(204);
+    expect(
+      (await fetch(`${envd.url}/envs`, { headers: { 'X-Access-Token': 'tok-2' } })).status,
+    ).toBe(200);
     const withToken = sdk(envd, { accessToken: 'tok-2' });
     expect((await withToken.commands.run('echo ok')).stdout).toBe('ok\n');
     await expect(sbx.commands.run('echo no')).rejects.toThrow(/X-Access-Token/);

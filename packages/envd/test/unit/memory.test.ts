@@ -60,7 +60,9 @@ describe('memory stays bounded under large transfers', () => {
     expect(await download('big.bin')).toBe(1024 * MiB);
 
     const growth = (await peakRss()) - before;
-    console.log(`envd RSS before ${(before / MiB).toFixed(1)} MiB, peak growth ${(growth / MiB).toFixed(1)} MiB`);
+    console.log(
+      `envd RSS before ${(before / MiB).toFixed(1)} MiB, peak growth ${(growth / MiB).toFixed(1)} MiB`,
+    );
     expect(growth).toBeLessThan(64 * MiB);
   }, 600_000); // a timeout, not an assertion: the shared cores may be busy
 });

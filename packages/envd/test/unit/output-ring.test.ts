@@ -1,7 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { OutputRing, Subscriber } from '../../src/process/output.ts';
 
-const chunk = (n: number, fill = 1) => ({ kind: 'stdout' as const, data: new Uint8Array(n).fill(fill) });
+const chunk = (n: number, fill = 1) => ({
+  kind: 'stdout' as const,
+  data: new Uint8Array(n).fill(fill),
+});
 
 describe('OutputRing', () => {
   it('keeps everything below the limit, in order', () => {
@@ -49,7 +52,12 @@ describe('Subscriber', () => {
     expect(s.queuedBytes).toBe(10);
     s.push({ kind: 'end', exitCode: 0, exited: true, status: 'exit status 0' });
     const got: string[] = [];
-    for await (const ev of s.events()) got.push(ev.kind === 'end' || ev.kind === 'keepalive' ? ev.kind : `${ev.kind}:${Array.from(ev.data).join('')}`);
+    for await (const ev of s.events())
+      got.push(
+        ev.kind === 'end' || ev.kind === 'keepalive'
+          ? ev.kind
+          : `${ev.kind}:${Array.from(ev.data).join('')}`,
+      );
     expect(got).toEqual(['stdout:1112222', 'stderr:9', 'stdout:33', 'end']);
     expect(drained).toBe(3);
     expect(s.queuedBytes).toBe(0);

@@ -26,7 +26,15 @@ function sdkDescriptor(name: string): FileDescriptorProto {
 function shape(fd: FileDescriptorProto) {
   const msg = (m: FileDescriptorProto['messageType'][number]): unknown => ({
     name: m.name,
-    fields: m.field.map((f) => [f.name, f.number, f.type, f.label, f.typeName, f.proto3Optional, f.oneofIndex]),
+    fields: m.field.map((f) => [
+      f.name,
+      f.number,
+      f.type,
+      f.label,
+      f.typeName,
+      f.proto3Optional,
+      f.oneofIndex,
+    ]),
     oneofs: m.oneofDecl.map((o) => o.name),
     nested: m.nestedType.map(msg),
     enums: m.enumType.map((e) => [e.name, e.value.map((v) => [v.name, v.number])]),
@@ -37,7 +45,13 @@ function shape(fd: FileDescriptorProto) {
     enums: fd.enumType.map((e) => [e.name, e.value.map((v) => [v.name, v.number])]),
     services: fd.service.map((s) => [
       s.name,
-      s.method.map((m) => [m.name, m.inputType, m.outputType, !!m.clientStreaming, !!m.serverStreaming]),
+      s.method.map((m) => [
+        m.name,
+        m.inputType,
+        m.outputType,
+        !!m.clientStreaming,
+        !!m.serverStreaming,
+      ]),
     ]),
   };
 }
@@ -49,7 +63,9 @@ function ours(file: { proto: FileDescriptorProto }): FileDescriptorProto {
 
 describe('protocol surface matches the e2b SDK', () => {
   it('process/process.proto', () => {
-    expect(shape(ours(processv1.file_process_process))).toEqual(shape(sdkDescriptor('process/process.proto')));
+    expect(shape(ours(processv1.file_process_process))).toEqual(
+      shape(sdkDescriptor('process/process.proto')),
+    );
   });
 
   it('filesystem/filesystem.proto', () => {

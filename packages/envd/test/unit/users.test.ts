@@ -46,10 +46,19 @@ describe('commands and files run as the requested Linux user', () => {
     expect(pwd).toBe(home);
   });
 
-  it('a PTY also gets the user and its groups (not root\'s)', async () => {
+  it("a PTY also gets the user and its groups (not root's)", async () => {
     let out = '';
-    const term = await sbx.pty.create({ cols: 80, rows: 24, onData: (d) => void (out += new TextDecoder().decode(d)) });
-    await sbx.pty.sendInput(term.pid, new TextEncoder().encode('echo "ids:$(id -u):$(id -G)"; exit\n'));
+    const term = await sbx.pty.create({
+      cols: 80,
+      rows: 24,
+      onData: (d) => {
+        out += new TextDecoder().decode(d);
+      },
+    });
+    await sbx.pty.sendInput(
+      term.pid,
+      new TextEncoder().encode('echo "ids:$(id -u):$(id -G)"; exit\n'),
+    );
     await term.wait().catch(() => undefined);
     const m = /ids:(\d+):([\d ]+)/.exec(out);
     expect(Number(m![1])).toBe(uid);
@@ -90,7 +99,9 @@ describe('commands and files run as the requested Linux user', () => {
   });
 
   it('an unknown user is rejected as unauthenticated', async () => {
-    const { process: rpc } = rawClients(envd, { headers: { authorization: `Basic ${Buffer.from('nobody-here:').toString('base64')}` } });
+    const { process: rpc } = rawClients(envd, {
+      headers: { authorization: `Basic ${Buffer.from('nobody-here:').toString('base64')}` },
+    });
     const e = await rpc.list({}).catch(() => undefined); // List has no user: allowed
     expect(e).toBeDefined();
     const s = await (async () => {
@@ -101,12 +112,21 @@ describe('commands and files run as the requested Linux user', () => {
   });
 
   it('/init defaultUser switches who runs commands; an unknown one is refused and changes nothing', async () => {
-    const bad = await fetch(`${envd.url}/init`, { method: 'POST', body: JSON.stringify({ defaultUser: 'no-such-user-x' }) });
+    const bad = await fetch(`${envd.url}/init`, {
+      method: 'POST',
+      body: JSON.stringify({ defaultUser: 'no-such-user-x' }),
+    });
     expect(bad.status).toBe(401);
     expect((await sbx.commands.run('id -u')).stdout.trim()).toBe(String(uid));
-    const ok = await fetch(`${envd.url}/init`, { method: 'POST', body: JSON.stringify({ defaultUser: 'root' }) });
+    const ok = await fetch(`${envd.url}/init`, {
+      method: 'POST',
+      body: JSON.stringify({ defaultUser: 'root' }),
+    });
     expect(ok.status).toBe(204);
     await eventually(async () => (await sbx.commands.run('id -u')).stdout.trim() === '0');
-    await fetch(`${envd.url}/init`, { method: 'POST', body: JSON.stringify({ defaultUser: USER }) });
+    await fetch(`${envd.url}/init`, {
+      method: 'POST',
+      body: JSON.stringify({ defaultUser: USER }),
+    });
   });
 });
