@@ -317,3 +317,30 @@ describe('agent restart (fake VMs survive the manager)', () => {
     expect((await stat(layout(dir).sandbox('deadrun')).catch(() => undefined))).toBeUndefined();
   });
 });
+
+describe('template from a sandbox', () => {
+  it('writes a complete template and the source keeps running; a failure resumes the source and leaves no staging dir', async () => {
+    const { dir, driver, m } = await setup();
+    const { createTemplateFromSandbox } = await import('../../src/lifecycle/template-snapshot.ts');
+    const sb = await createSandbox(m, { sandboxId: 'tsrc', teamId: 'team1', templateId: 'minimal' });
+    const port = m.slots.envdPort(sb.slot);
+    await tick(port);
+
+    driver.failNext.set('snapshotToDir', new Error('disk on fire'));
+    await expect(createTemplateFromSandbox(m, 'tsrc', 'team1', 'mine')).rejects.toThrow(/disk on fire/);
+    expect(sb.status).toBe('running');
+    expect(await tick(port)).toBe(2); // vCPUs run again
+    expect(await readdir(join(layout(dir).images, 'team1')).catch(() => [])).toEqual([]);
+
+    const t = await createTemplateFromSandbox(m, 'tsrc', 'team1', 'mine');
+    expect(t.snapshotMeta).toMatchObject({ kind: 'full', vcpus: 1, memory_mb: 512, source_sandbox: 'tsrc' });
+    expect((await readdir(t.dir)).sort()).toEqual(['rootfs.ext4', 'snapshot', 'template.json']);
+    expect(await tick(port)).toBe(3);
+    await expect(createTemplateFromSandbox(m, 'tsrc', 'team1', 'mine')).rejects.toMatchObject({ code: 'conflict' });
+
+    // A sandbox from it restores the snapshot's memory (the counter goes on from 2).
+    const child = await createSandbox(m, { sandboxId: 'tchild', teamId: 'team1', templateId: 'mine' });
+    expect(driver.vm(child.vm!.pid)!.ram.source).toBe('snapshot');
+    expect(await tick(m.slots.envdPort(child.slot))).toBe(3);
+  });
+});
