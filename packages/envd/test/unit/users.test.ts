@@ -78,6 +78,14 @@ describe('commands and files run as the requested Linux user', () => {
     expect((await sbx.files.getInfo('owned/file.txt')).owner).toBe(USER);
   });
 
+  it('/files ?username= picks the user: a root upload lands in root\'s home, owned by root', async () => {
+    const info = await sbx.files.write('by-root.txt', 'r', { user: 'root' });
+    expect(info.path).toBe(join(envd.homeRoot, 'root', 'by-root.txt'));
+    expect((await stat(info.path)).uid).toBe(0);
+    expect(await sbx.files.read('by-root.txt', { user: 'root' })).toBe('r');
+    await expect(sbx.files.read('by-root.txt')).rejects.toThrow(); // not in the default user's home
+  });
+
   it('denies what the user may not touch: permission_denied on RPC, 403 on /files', async () => {
     const secret = join(envd.homeRoot, 'root-only');
     await mkdir(secret, { recursive: true });
