@@ -74,11 +74,13 @@ export async function execCommand(target: EnvdTarget, input: ExecInput): Promise
   });
   let exitCode: number | undefined;
   let error: string | undefined;
+  let pid = 0;
   try {
     for await (const res of client.start(req, { headers, timeoutMs: input.timeoutMs })) {
       const ev = res.event?.event;
       if (!ev) continue;
-      if (ev.case === 'data') {
+      if (ev.case === 'start') pid = ev.value.pid;
+      else if (ev.case === 'data') {
         if (ev.value.output.case === 'stdout')
           outBytes = keep(out, outBytes, ev.value.output.value);
         else if (ev.value.output.case === 'stderr')
@@ -92,9 +94,17 @@ export async function execCommand(target: EnvdTarget, input: ExecInput): Promise
   } catch (e) {
     const ce = ConnectError.from(e);
     if (ce.code === 4 /* DeadlineExceeded */) {
+      // envd keeps a process whose stream went away (E2B clients reconnect to it); a
+      // one-shot exec that timed out must not leave it running.
+      if (pid) {
+        const process = { selector: { case: 'pid' as const, value: pid } };
+        await client
+          .sendSignal({ process, signal: processv1.Signal.SIGKILL }, { headers, timeoutMs: 10_000 })
+          .catch(() => undefined);
+      }
       throw new WrennError(
         'deadline_exceeded',
-        `command did not finish within ${input.timeoutMs} ms`,
+        `command did not finish within ${input.timeoutMs} ms (killed)`,
       );
     }
     if (ce.code === 3 /* InvalidArgument */ || ce.code === 5 /* NotFound */) {

@@ -320,6 +320,18 @@ describe.each(['sqlite', 'postgres'] as const)('sandbox API on %s', (dialect) =>
       expect(r.body.stdoutEncoding).toBe('base64');
       expect([...Buffer.from(r.body.stdout, 'base64')]).toEqual([255, 0, 254]);
     });
+    it('gives up on a command that outlives timeoutMs with 504, and kills it', async () => {
+      // A unique sleep length marks this process so the check below finds only it.
+      const secs = String(100_000 + Math.floor(Math.random() * 100_000));
+      const r = await c.t.api('POST', `/v1/sandboxes/${id}/exec`, {
+        body: { argv: ['sleep', secs], timeoutMs: 300 },
+      });
+      expectError(r, 504, 'deadline_exceeded');
+      const left = await c.t.api('POST', `/v1/sandboxes/${id}/exec`, {
+        body: { cmd: `ps -eo args | grep -c '^sleep ${secs}$' || true` },
+      });
+      expect(left.body.stdout.trim()).toBe('0');
+    });
     it('rejects cmd and argv together, and neither', async () => {
       expectError(
         await c.t.api('POST', `/v1/sandboxes/${id}/exec`, { body: { cmd: 'x', argv: ['x'] } }),
