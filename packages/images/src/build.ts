@@ -7,7 +7,7 @@ import { diskFullError, isDiskFull, requireTool, run, TOOLS } from './exec.ts';
 import { makeExt4 } from './ext4.ts';
 import { sha256, sha256File, sha256FileMemo } from './hash.ts';
 import { buildInitramfs } from './initramfs.ts';
-import { ensureKernel, resolveKernelPackage } from './kernel.ts';
+import { ensureKernel, KERNEL_EXTRACT_FORMAT, resolveKernelPackage } from './kernel.ts';
 import { withLock } from './lock.ts';
 import {
   assertImageName,
@@ -123,6 +123,7 @@ async function buildLocked(image: ImageName, ctx: Ctx): Promise<BuildResult> {
   const inputs: Record<string, unknown> = {
     image,
     kernel: kernelPkg,
+    kernelExtract: KERNEL_EXTRACT_FORMAT,
     cmdline: DEFAULT_CMDLINE,
     initramfsInit: await sha256File(ctx.recipes.initramfsInit),
     guestInit: await sha256File(ctx.recipes.guestInit),
@@ -132,9 +133,13 @@ async function buildLocked(image: ImageName, ctx: Ctx): Promise<BuildResult> {
   const wantHash = inputsHash(inputs);
 
   const release = kernelPkg.name.replace(/^linux-image-/, '');
-  const vmlinuzPath = join(paths.kernels, `vmlinuz-${release}`);
-  const initramfsPath = join(paths.kernels, `initramfs-${release}`);
   const old = await readManifest(imageDir);
+  // The kernel QEMU boots: the uncompressed PVH vmlinux when the package allows, which
+  // spares every boot the in-guest decompression; vmlinuz-<release> is kept beside it.
+  const vmlinuzPath = join(paths.kernels, `vmlinuz-${release}`);
+  const vmlinuxPath = join(paths.kernels, `vmlinux-${release}`);
+  const bootKernelPath = old ? join(ctx.dir, old.kernel.vmlinuz.path) : vmlinuzPath;
+  const initramfsPath = join(paths.kernels, `initramfs-${release}`);
   const reason = ctx.force
     ? 'forced'
     : staleReason(
@@ -142,10 +147,13 @@ async function buildLocked(image: ImageName, ctx: Ctx): Promise<BuildResult> {
         wantHash,
         {
           rootfs: await sizeOf(join(imageDir, ROOTFS_FILE)),
-          vmlinuz: await sizeOf(vmlinuzPath),
+          vmlinuz: await sizeOf(bootKernelPath),
           initramfs: await sizeOf(initramfsPath),
         },
-        { vmlinuz: await hashIfExists(vmlinuzPath), initramfs: await hashIfExists(initramfsPath) },
+        {
+          vmlinuz: await hashIfExists(bootKernelPath),
+          initramfs: await hashIfExists(initramfsPath),
+        },
       );
   if (!reason && old) {
     progress.done(`wrenn: image ${image} is up to date`);
@@ -159,7 +167,9 @@ async function buildLocked(image: ImageName, ctx: Ctx): Promise<BuildResult> {
     busybox,
     initScript: ctx.recipes.initramfsInit,
   });
-  const vmlinuzDigest = await installShared(await readFile(kernel.vmlinuz), vmlinuzPath, ctx.dir);
+  let vmlinuzDigest = await installShared(await readFile(kernel.vmlinuz), vmlinuzPath, ctx.dir);
+  if (kernel.vmlinux)
+    vmlinuzDigest = await installShared(await readFile(kernel.vmlinux), vmlinuxPath, ctx.dir);
   const initramfsDigest = await installShared(initramfs, initramfsPath, ctx.dir);
 
   const staging = join(paths.tmp, `build-${image}-${process.pid}-${Date.now()}`);

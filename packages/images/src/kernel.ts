@@ -1,19 +1,25 @@
-import { copyFile, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { WrennError } from '@wrenn/common';
 import { type DebPackage, downloadDeb, resolveMetapackage } from './apt.ts';
 import { requireTool, run, TOOLS } from './exec.ts';
+import { vmlinuxFromBzImage } from './lz4.ts';
 import { checkLoadOrder, INITRAMFS_MODULES } from './modules.ts';
 import type { Progress } from './progress.ts';
 
 /** Debian's cloud kernel: small, virtio drivers as modules, ext4 built in. */
 export const KERNEL_METAPACKAGE = 'linux-image-cloud-amd64';
 
+/** Bump when what is extracted from the package changes (part of every image's inputs). */
+export const KERNEL_EXTRACT_FORMAT = 2;
+
 export interface KernelFiles {
   package: DebPackage;
   /** `uname -r` of the kernel, e.g. 6.1.0-56-cloud-amd64. */
   release: string;
   vmlinuz: string;
+  /** The same kernel uncompressed, booted through its PVH entry (undefined if unavailable). */
+  vmlinux?: string;
   /** Module name → path of its .ko, for INITRAMFS_MODULES. */
   modules: Map<string, string>;
 }
@@ -31,12 +37,19 @@ export async function ensureKernel(
   cacheDir: string,
   progress: Progress,
 ): Promise<KernelFiles> {
-  const dir = join(cacheDir, 'kernel', `${pkg.name}_${pkg.version.replace(/[^\w.+-]/g, '_')}`);
+  const dir = join(
+    cacheDir,
+    'kernel',
+    `${pkg.name}_${pkg.version.replace(/[^\w.+-]/g, '_')}.v${KERNEL_EXTRACT_FORMAT}`,
+  );
   const release = pkg.name.replace(/^linux-image-/, '');
-  const files = (): KernelFiles => ({
+  const files = async (): Promise<KernelFiles> => ({
     package: pkg,
     release,
     vmlinuz: join(dir, 'vmlinuz'),
+    ...((await stat(join(dir, 'vmlinux')).catch(() => undefined))
+      ? { vmlinux: join(dir, 'vmlinux') }
+      : {}),
     modules: new Map(INITRAMFS_MODULES.map((m) => [m, join(dir, 'modules', `${m}.ko`)])),
   });
   const done = await readFile(join(dir, 'complete'), 'utf8').catch(() => '');
@@ -56,6 +69,15 @@ export async function ensureKernel(
   const vmlinuz = (await readdir(boot)).find((f) => f.startsWith('vmlinuz-'));
   if (!vmlinuz) throw new WrennError('internal', `${pkg.name} has no /boot/vmlinuz-*`);
   await copyFile(join(boot, vmlinuz), join(tmp, 'vmlinuz'));
+  // PVH boot needs the kernel built with CONFIG_PVH (Debian's is); else QEMU boots the bzImage.
+  const config = await readFile(join(boot, vmlinuz.replace(/^vmlinuz-/, 'config-')), 'utf8').catch(
+    () => '',
+  );
+  if (/^CONFIG_PVH=y$/m.test(config)) {
+    progress.stage('unpack kernel (PVH)');
+    const elf = vmlinuxFromBzImage(await readFile(join(boot, vmlinuz)));
+    if (elf) await writeFile(join(tmp, 'vmlinux'), elf);
+  }
 
   const modRoot = join(tmp, 'x', 'lib', 'modules', release, 'kernel');
   const found = await findModules(modRoot, new Set(INITRAMFS_MODULES));

@@ -60,11 +60,7 @@ export async function hostNodeRuntime(node = process.execPath): Promise<NodeRunt
 }
 
 /** Hashes of everything the runtime copies: part of every image's inputs. */
-export async function runtimeInputs(
-  rt: NodeRuntime,
-  busybox: string,
-  onBytes?: (n: number) => void,
-) {
+export async function runtimeInputs(rt: NodeRuntime, busybox: string) {
   const libs: Record<string, string> = {};
   for (const lib of rt.libs) libs[basename(lib)] = await sha256FileMemo(lib);
   return {
