@@ -1,12 +1,12 @@
 import { randomBytes } from 'node:crypto';
-import { readdir } from 'node:fs/promises';
+import { copyFile, link, mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { layout } from '@wrenn/common';
 import { agentv1 } from '@wrenn/proto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ALL_CRASH_POINTS } from '../../src/crash.ts';
 import { type AgentProcess, envdVia, processesUnder, spawnAgent } from '../support/agent-process.ts';
-import { dirDigest, disposeWrennDir, freshWrennDir, sha256 } from '../support/vm-dir.ts';
+import { dirDigest, disposeWrennDir, freshWrennDir, imagesDir, sha256 } from '../support/vm-dir.ts';
 
 /**
  * The crash matrix: for each crash point, kill the agent exactly there (WRENN_CRASH_AT,
@@ -147,6 +147,47 @@ describe('crash matrix (real VMs, kill -9 at each named step)', () => {
         await rec.client.destroy({ sandboxId: t });
       }
       expect((await processesUnder(dir)).length).toBe(0);
+    });
+  }
+});
+
+/**
+ * The lazy template-snapshot build (first create of a template without a snapshot): a crash
+ * after the build or after its promotion never leaves a half snapshot that clones would
+ * use, nor a VM. Each needs a cold boot, so it runs with WRENN_CRASH_MATRIX=all.
+ */
+const LAZY = process.env.WRENN_CRASH_MATRIX === 'all' ? LAZY_BUILD_POINTS : [];
+if (LAZY.length > 0) describe('crash during a lazy template snapshot build', () => {
+  for (const point of LAZY) {
+    it(`${point}: the template is left without a snapshot or with a complete one; creates work after`, async () => {
+      const d = await freshWrennDir();
+      try {
+        // A private copy of `minimal` with no snapshot: team `lazy` (hard links, never written).
+        const src = join(imagesDir(), 'images', 'public', 'minimal');
+        const dst = join(d, 'images', 'lazy', 'mini');
+        await mkdir(dst, { recursive: true });
+        await link(join(src, 'rootfs.ext4'), join(dst, 'rootfs.ext4'));
+        await copyFile(join(src, 'manifest.json'), join(dst, 'manifest.json'));
+        const crashing = await spawnAgent(d, { crashAt: point });
+        const op = crashing.client.create({ sandboxId: 'l1', teamId: 'lazy', templateId: 'mini' }).then(() => 'completed', () => 'failed');
+        expect((await crashing.exited).signal).toBe('SIGKILL');
+        expect(await op).toBe('failed');
+        const ok = await spawnAgent(d);
+        try {
+          const names = await readdir(dst);
+          expect(names.filter((n) => n.includes('.staging-'))).toEqual([]);
+          expect(await processesUnder(d)).toEqual([]);
+          const tpl = (await ok.client.listTemplates({})).templates.find((t) => t.teamId === 'lazy');
+          expect(tpl?.hasSnapshot).toBe(point === 'template:promote-snapshot');
+          await ok.client.create({ sandboxId: 'l2', teamId: 'lazy', templateId: 'mini' });
+          expect((await envdVia(ok.url, 'l2').run('/bin/sh', ['-c', 'echo lazy-ok'])).stdout).toBe('lazy-ok\n');
+          await ok.client.destroy({ sandboxId: 'l2' });
+        } finally {
+          await ok.stop();
+        }
+      } finally {
+        await disposeWrennDir(d);
+      }
     });
   }
 });
