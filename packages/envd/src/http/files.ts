@@ -63,7 +63,7 @@ export async function downloadFile(
   const user = await authorizeWithHome(state, req, q, 'read');
   const raw = q.get('path');
   if (!raw) throw new WrennError('invalid_argument', 'query parameter path is required');
-  const path = resolvePath(user, raw, state.defaultWorkdir);
+  const path = resolvePath(user, raw);
   await checkAccess(user, path, ['r']);
   const st = await stat(path).catch((e) => {
     throw fromErrno(e, path);
@@ -146,7 +146,7 @@ export async function uploadFiles(
           written.push(
             await writeOne(
               user,
-              resolvePath(user, target, state.defaultWorkdir),
+              resolvePath(user, target),
               stream,
               metadata,
               md,
@@ -176,7 +176,7 @@ export async function uploadFiles(
         'query parameter path is required for an octet-stream upload',
       );
     written.push(
-      await writeOne(user, resolvePath(user, raw, state.defaultWorkdir), body, metadata, md),
+      await writeOne(user, resolvePath(user, raw), body, metadata, md),
     );
   }
   if (written.length === 0) throw new WrennError('invalid_argument', 'upload contained no files');
