@@ -44,8 +44,8 @@ export const RUNTIME_FILES = {
   qmp: 'qmp.sock',
   pid: 'qemu.pid',
   console: 'console.log',
-  /** Where QEMU streams a state save to us (present only during a save). */
-  migrate: 'migrate.sock',
+  /** FIFO through which a state save's writer reports its exit (only during a save). */
+  saveStatus: 'save-status.fifo',
 } as const;
 
 export interface QemuDriverOptions {
@@ -435,7 +435,10 @@ export class QemuDriver implements VmmDriver {
   }
 
   private saveOpts(runDir: string) {
-    return { sock: join(runDir, RUNTIME_FILES.migrate), timeoutMs: this.opts.migrationTimeoutMs };
+    return {
+      fifo: join(runDir, RUNTIME_FILES.saveStatus),
+      timeoutMs: this.opts.migrationTimeoutMs,
+    };
   }
 
   private meta(ref: VmRef, mode: SnapshotMode, stateBytes: number): SnapshotMeta {

@@ -1,8 +1,9 @@
-import { createWriteStream } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { constants as fsConstants, openSync } from 'node:fs';
 import { open, readFile, rename, rm, stat } from 'node:fs/promises';
-import { createServer, type Socket } from 'node:net';
+import { Socket } from 'node:net';
 import { join } from 'node:path';
-import { pipeline } from 'node:stream/promises';
+import { promisify } from 'node:util';
 import { WrennError, writeFileAtomic } from '@wrenn/common';
 import type { SnapshotMode } from '../driver.ts';
 import type { Accelerator } from './args.ts';
@@ -86,6 +87,8 @@ export async function readSnapshotMeta(dir: string): Promise<SnapshotMeta> {
 /** Quote for /bin/sh: QEMU runs `exec:` migration URIs through the shell. */
 export const shellQuote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
 
+const execFileP = promisify(execFile);
+
 const MIGRATION_END = new Set(['completed', 'failed', 'cancelled']);
 
 /**
@@ -129,81 +132,96 @@ export async function setMigrationCaps(qmp: QmpClient, ignoreShared: boolean): P
 
 /**
  * Stream the (stopped) VM's state into `file`. The VM is left in `postmigrate`: its disks
- * are flushed and released; `cont` takes them back and runs it again.
+ * are flushed and released; `cont` takes them back and runs it again (a second save needs
+ * a `cont` + `stop` first: QEMU refuses to migrate a VM paused by a migration).
  *
- * QEMU writes to a unix socket `sock` on which we listen and copy to `file.part`, renamed
- * to `file` when complete. Writing ourselves (rather than `exec:cat > file`) means a write
- * error such as a full disk fails the save with its real cause, and "done" means the bytes
- * are in the file — QEMU reports `completed` as soon as the stream has left it.
+ * QEMU reports `completed` as soon as the stream has left it, before its writer (`cat`,
+ * the fastest copier: a Node copy was 2-8x slower on a busy host) has finished — or failed
+ * on a full disk. So the writer reports its own exit status and error text through a FIFO
+ * (no disk space needed), and only a clean exit renames `file.part` to `file`.
  */
 export async function saveState(
   qmp: QmpClient,
   file: string,
   ignoreShared: boolean,
-  opts: { sock: string; timeoutMs?: number },
+  opts: { fifo: string; timeoutMs?: number },
 ): Promise<number> {
   const timeoutMs = opts.timeoutMs ?? 600_000;
   const part = `${file}.part`;
   await Promise.all([
     rm(file, { force: true }),
     rm(part, { force: true }),
-    rm(opts.sock, { force: true }),
+    rm(opts.fifo, { force: true }),
   ]);
   await setMigrationCaps(qmp, ignoreShared);
   // The default bandwidth cap (128 MiB/s) is for live migration over a network; the VM is
   // stopped and the target is a local file, so lift it.
   await qmp.execute('migrate-set-parameters', { 'max-bandwidth': 64 * 1024 ** 3 });
-  const sink = await receiveOnce(opts.sock, part);
+  const status = await writerStatus(opts.fifo);
   try {
-    const migrated = runMigration(qmp, 'migrate', `unix:${opts.sock}`, timeoutMs);
-    migrated.catch((e) => sink.abort(e));
-    const [m, w] = await Promise.allSettled([migrated, sink.done]);
-    // A write error explains a failed migration better than QEMU's "broken pipe".
-    if (w.status === 'rejected') throw w.reason;
+    const writer = `{ cat > ${shellQuote(part)} 2>&3; echo "exit=$?" >&3; } 3>${shellQuote(opts.fifo)}`;
+    const migrated = runMigration(qmp, 'migrate', `exec:${writer}`, timeoutMs);
+    migrated.catch((e) => status.abort(e));
+    const [m, w] = await Promise.allSettled([migrated, status.done]);
+    // The writer's own error (disk full) explains a failure better than QEMU's broken pipe.
+    if (w.status === 'fulfilled' && w.value.code !== 0) {
+      const why = w.value.text.trim() || `the writer exited with status ${w.value.code}`;
+      throw new WrennError(
+        /No space left/i.test(why) ? 'resource_exhausted' : 'internal',
+        `writing ${file} failed: ${why}`,
+      );
+    }
     if (m.status === 'rejected') throw m.reason;
+    if (w.status === 'rejected') throw w.reason;
     await rename(part, file);
     return await checkStreamComplete(file);
   } finally {
-    sink.abort(new WrennError('internal', 'state save abandoned'));
-    await Promise.all([rm(part, { force: true }), rm(opts.sock, { force: true })]);
+    status.abort(new WrennError('internal', 'state save abandoned'));
+    await Promise.all([rm(part, { force: true }), rm(opts.fifo, { force: true })]);
   }
 }
 
-/** Accept one connection on `sock` and copy it into `path`; `done` gives the byte count. */
-async function receiveOnce(
-  sock: string,
+/**
+ * A FIFO at `path` and the `exit=<code>` line (plus any error text before it) that the
+ * writer shell prints into it. Opened read-write so it neither blocks nor sees EOF early.
+ */
+async function writerStatus(
   path: string,
-): Promise<{ done: Promise<number>; abort(e: unknown): void }> {
-  const server = createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(sock, () => resolve());
+): Promise<{ done: Promise<{ code: number; text: string }>; abort(e: unknown): void }> {
+  await execFileP('mkfifo', ['-m', '600', path]).catch((e: unknown) => {
+    throw new WrennError('internal', `mkfifo ${path} failed: ${(e as Error).message}`, {
+      cause: e,
+    });
   });
-  let settle!: { resolve: (n: number) => void; reject: (e: unknown) => void };
-  const done = new Promise<number>((resolve, reject) => {
+  // A plain fd, not a FileHandle: the Socket owns and closes it.
+  const fd = openSync(path, fsConstants.O_RDWR | fsConstants.O_NONBLOCK);
+  const sock = new Socket({ fd, readable: true, writable: false });
+  let text = '';
+  let settle!: {
+    resolve: (v: { code: number; text: string }) => void;
+    reject: (e: unknown) => void;
+  };
+  const done = new Promise<{ code: number; text: string }>((resolve, reject) => {
     settle = { resolve, reject };
   });
   done.catch(() => {}); // observed by the caller; never an unhandled rejection
-  let conn: Socket | undefined;
-  server.once('connection', (s) => {
-    conn = s;
-    server.close();
-    const out = createWriteStream(path);
-    pipeline(s, out).then(
-      () => settle.resolve(out.bytesWritten),
-      (e: NodeJS.ErrnoException) =>
-        settle.reject(
-          e.code === 'ENOSPC'
-            ? new WrennError('resource_exhausted', `disk full while writing ${path}`, { cause: e })
-            : new WrennError('internal', `writing ${path} failed: ${e.message}`, { cause: e }),
-        ),
-    );
+  const close = () => {
+    sock.destroy();
+  };
+  sock.setEncoding('utf8');
+  sock.on('data', (d: string) => {
+    text += d;
+    const m = /exit=(\d+)\n/.exec(text);
+    if (m) {
+      close();
+      settle.resolve({ code: Number(m[1]), text: text.slice(0, m.index) });
+    }
   });
+  sock.on('error', (e) => settle.reject(e));
   return {
     done,
     abort: (e) => {
-      server.close();
-      conn?.destroy();
+      close();
       settle.reject(e);
     },
   };
