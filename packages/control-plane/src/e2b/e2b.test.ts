@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { agentv1 } from '@wrenn/proto';
 import * as e2bNew from 'e2b';
 import * as e2bOld from 'e2b-246';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -182,6 +183,28 @@ describe('E2B wire contract', () => {
     expect(connected.status).toBe(201);
     expect(connected.settledYet).toBe(true);
     expect((await e2b(`/sandboxes/${id}`)).body.state).toBe('running');
+    await e2b(`/sandboxes/${id}`, 'DELETE');
+  });
+
+  it("the agent's own timeout pause shows as paused once done, not stuck in pausing", async () => {
+    const id = (await e2b('/v2/sandboxes', 'POST', { templateID: 'base', autoPause: true })).body
+      .sandboxID;
+    const onAgent = c.agents[0]!.sandboxes.get(id)!;
+    onAgent.status = agentv1.SandboxStatus.PAUSING;
+    await c.t.cp.core.reconciler.runOnce();
+    expect((await e2b(`/sandboxes/${id}`)).body.state).toBe('running');
+    c.agents[0]!.autoPause(id);
+    await c.t.cp.core.reconciler.runOnce();
+    expect(
+      (
+        await c.t.cp.core.db.kysely
+          .selectFrom('sandboxes')
+          .select('status')
+          .where('id', '=', id)
+          .executeTakeFirstOrThrow()
+      ).status,
+    ).toBe('paused');
+    expect((await e2b(`/v2/sandboxes/${id}/connect`, 'POST', {})).status).toBe(201);
     await e2b(`/sandboxes/${id}`, 'DELETE');
   });
 

@@ -156,6 +156,10 @@ export class Reconciler {
         continue;
       }
       const fields = rowFieldsFromAgent(info);
+      // The agent is mid-way through a step of its own (the TTL reaper pausing): wait for
+      // where it lands. Copying its transient status would put the row in grace, and the
+      // settled report that follows would be ignored for transientGraceMs.
+      if (TRANSIENT.includes(fields.status) && fields.status !== row.status) continue;
       if (fields.status === row.status && Number(row.end_at ?? 0) === Number(fields.end_at ?? 0))
         continue;
       if (fields.status === row.status) {
