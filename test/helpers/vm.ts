@@ -49,15 +49,6 @@ process.once('exit', () => {
   for (const c of live) c.kill('SIGKILL');
 });
 
-/**
- * Debian's cloud kernel finds virtio-mmio devices only through ACPI (it is built without
- * CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES), so `-M microvm,acpi=off` boots to "root disk
- * /dev/vda did not appear". Until qemuArgs() turns ACPI on itself, turn it on here.
- */
-function withAcpi(args: string[]): string[] {
-  return args.map((a) => (a.startsWith('microvm,') ? a.replace('acpi=off', 'acpi=on') : a));
-}
-
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
@@ -97,20 +88,18 @@ export async function bootImage(opts: BootOptions): Promise<TestVm> {
   ]);
   const hostPort = await freePort();
   const accel = opts.accel ?? 'tcg';
-  const args = withAcpi(
-    qemuArgs({
-      name: `wrenn-test-${opts.image}`,
-      accel,
-      vcpus: opts.vcpus ?? 1,
-      memoryMb: opts.memoryMb ?? 512,
-      kernel: files.kernel,
-      initrd: files.initrd,
-      cmdline: guestCmdline(files.cmdline, accel, opts.cmdlineExtra),
-      rootDisk: { path: overlay, format: 'qcow2' },
-      net: { mode: 'user', forwards: [{ hostPort, guestPort: ENVD_PORT }] },
-      console: { kind: 'stdio' },
-    }),
-  );
+  const args = qemuArgs({
+    name: `wrenn-test-${opts.image}`,
+    accel,
+    vcpus: opts.vcpus ?? 1,
+    memoryMb: opts.memoryMb ?? 512,
+    kernel: files.kernel,
+    initrd: files.initrd,
+    cmdline: guestCmdline(files.cmdline, accel, opts.cmdlineExtra),
+    rootDisk: { path: overlay, format: 'qcow2' },
+    net: { mode: 'user', forwards: [{ hostPort, guestPort: ENVD_PORT }] },
+    console: { kind: 'stdio' },
+  });
   const started = performance.now();
   // stdin stays an open pipe: on EOF from /dev/null QEMU's stdio chardev may stop the console.
   const child = spawn(QEMU_BINARY, args, { stdio: ['pipe', 'pipe', 'pipe'] });
