@@ -39,6 +39,18 @@ describe('envd inside a minimal VM', () => {
     expect(e.exitCode).toBe(3);
   });
 
+  it('/init timestamp moves the guest clock forward (as after a restore)', async () => {
+    const ahead = Math.floor(Date.now() / 1000) + 3600;
+    const r = await fetch(`${vm.envdUrl}/init`, {
+      method: 'POST',
+      body: JSON.stringify({ timestamp: new Date(ahead * 1000).toISOString() }),
+    });
+    expect(r.status).toBe(204);
+    const guestNow = Number((await sbx.commands.run('date +%s')).stdout.trim());
+    expect(guestNow).toBeGreaterThanOrEqual(ahead);
+    expect(guestNow).toBeLessThan(ahead + 600);
+  });
+
   it('writes and reads a file owned by the user', async () => {
     await sbx.files.write('hello.txt', 'from the host');
     expect(await sbx.files.read('/home/user/hello.txt')).toBe('from the host');
