@@ -29,6 +29,17 @@ export async function createOverlay(
   }
 }
 
+/** The backing file a qcow2 image records (resolved against its dir), if any. */
+export async function backingFileOf(image: string): Promise<string | undefined> {
+  try {
+    const { stdout } = await execFileP(QEMU_IMG, ['info', '--output=json', '-U', image]);
+    const info = JSON.parse(stdout) as { 'full-backing-filename'?: string; 'backing-filename'?: string };
+    return info['full-backing-filename'] ?? info['backing-filename'];
+  } catch (e) {
+    throw new WrennError('internal', `qemu-img info ${image}: ${(e as Error).message}`, { cause: e });
+  }
+}
+
 /** Flatten an overlay and its base into a new raw image (a template from a sandbox). */
 export async function flattenToRaw(overlay: string, out: string): Promise<void> {
   try {

@@ -1,4 +1,4 @@
-import { mkdir, stat } from 'node:fs/promises';
+import { mkdir, realpath, stat } from 'node:fs/promises';
 import { isValidId, WrennError } from '@wrenn/common';
 import { CleanupStack } from '../cleanup.ts';
 import { step } from '../crash.ts';
@@ -97,8 +97,9 @@ export async function createSandbox(m: Manager, params: CreateParams): Promise<S
       cleanup.push('remove-dir', () => removeDir(paths.live));
 
       const source = await templateSource(m, tpl, sb);
-      await step(log, 'create', 'create-overlay', f, () =>
-        createOverlay(source.disk.path, paths.overlay, sb.diskMb, source.disk.format),
+      await step(log, 'create', 'create-overlay', f, async () =>
+        // Canonical backing path: the overlay must not depend on symlinks into WRENN_DIR.
+        createOverlay(await realpath(source.disk.path), paths.overlay, sb.diskMb, source.disk.format),
       );
 
       const vm = await step(log, 'create', 'start-vm', f, () => m.driver.start(vmSpecOf(m, sb, tpl), source.vm));

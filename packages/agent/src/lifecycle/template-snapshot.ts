@@ -1,8 +1,8 @@
-import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, realpath, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fsyncPath, isValidId, layout, SYSTEM_TEAM, WrennError, writeFileAtomic } from '@wrenn/common';
 import { step } from '../crash.ts';
-import { flattenToRaw } from '../disk.ts';
+import { backingFileOf, flattenToRaw } from '../disk.ts';
 import type { Manager } from '../manager.ts';
 import type { Sandbox } from '../sandbox.ts';
 import { nowNs, sandboxPaths } from '../store.ts';
@@ -36,6 +36,13 @@ export async function templateSource(m: Manager, tpl: Template, sb: Sandbox): Pr
   const cold: SandboxSource = { vm: { kind: 'cold' }, disk: { path: tpl.baseImage, format: 'raw' } };
   if (!m.driver.capabilities.templateSnapshots) return cold;
   let t = tpl;
+  if (t.snapshotMeta?.disk && t.snapshotDir && !(await backingIntact(join(t.snapshotDir, t.snapshotMeta.disk)))) {
+    // Its disk's backing file moved or vanished (the image was rebuilt or its dir moved):
+    // no clone could boot from it. Set it aside and build a fresh one.
+    m.log.warn({ event: 'template-snapshot-stale', template: `${tpl.teamId}/${tpl.templateId}` }, 'template snapshot disk lost its backing file; rebuilding');
+    await rename(t.snapshotDir, `${t.snapshotDir}.trash-${nowNs()}`).catch(() => undefined);
+    t = await resolveTemplate(m.dir, tpl.teamId, tpl.templateId);
+  }
   if (!t.snapshotMeta && m.templateSnapshotBuilder) {
     await ensureTemplateSnapshot(m, tpl, sb.vcpus, sb.memoryMb);
     t = await resolveTemplate(m.dir, tpl.teamId, tpl.templateId);
@@ -50,6 +57,11 @@ export async function templateSource(m: Manager, tpl: Template, sb: Sandbox): Pr
     disk,
     ...(meta.envd_access_token ? { envdToken: meta.envd_access_token } : {}),
   };
+}
+
+async function backingIntact(disk: string): Promise<boolean> {
+  const backing = await backingFileOf(disk).catch(() => undefined);
+  return backing !== undefined && (await stat(backing).then(() => true, () => false));
 }
 
 /** Build `images/<team>/<tpl>/snapshot/` once; concurrent callers share the build. */
@@ -70,9 +82,11 @@ async function buildTemplateSnapshot(m: Manager, tpl: Template, vcpus: number, m
   const staging = join(tpl.dir, `${TEMPLATE_SNAPSHOT_DIR}.staging-${nowNs()}`);
   try {
     const started = performance.now();
-    const { disk } = await step(log, 'template', 'build-snapshot', f, () =>
+    const { disk } = await step(log, 'template', 'build-snapshot', f, async () =>
       builder({
-        rootfs: tpl.baseImage,
+        // Canonical path: the snapshot's disk records it as its backing file, and must not
+        // depend on the (possibly symlinked) way this agent's WRENN_DIR reaches the image.
+        rootfs: await realpath(tpl.baseImage),
         kernel: tpl.kernel,
         initrd: tpl.initrd,
         ...(tpl.cmdline ? { cmdline: tpl.cmdline } : {}),
