@@ -326,9 +326,37 @@ async function main() {
       snapshotDir: join(work, 'tpl'),
     });
     const templateDir = join(work, 'tpl');
-    const rawClone = await rawCloneFloor(driver, vm, templateDir, runs);
-    const raw = await rawPauseResumeFloors(driver, vm, templateDir, runs);
-    const drv = await driverFigures(driver, vm, templateDir, runs);
+    // Interleaved, one sample of each per round: a busy host's load drifts, and floor and
+    // driver should see the same drift.
+    const samples = {
+      rawClone: [] as number[],
+      rawMigrate: [] as number[],
+      rawRestore: [] as number[],
+    };
+    const drvSamples = { clone: [] as number[], pause: [] as number[], restore: [] as number[] };
+    let streamBytes = 0;
+    for (let i = 0; i < runs; i++) {
+      samples.rawClone.push(...(await rawCloneFloor(driver, vm, templateDir, 1)).samplesMs);
+      const raw1 = await rawPauseResumeFloors(driver, vm, templateDir, 1);
+      samples.rawMigrate.push(...raw1.migrate.samplesMs);
+      samples.rawRestore.push(...raw1.restore.samplesMs);
+      streamBytes = raw1.streamBytes;
+      const d = await driverFigures(driver, vm, templateDir, 1);
+      drvSamples.clone.push(...d.clone.samplesMs);
+      drvSamples.pause.push(...d.pause.samplesMs);
+      drvSamples.restore.push(...d.restore.samplesMs);
+    }
+    const rawClone = figures(samples.rawClone);
+    const raw = {
+      migrate: figures(samples.rawMigrate),
+      restore: figures(samples.rawRestore),
+      streamBytes,
+    };
+    const drv = {
+      clone: figures(drvSamples.clone),
+      pause: figures(drvSamples.pause),
+      restore: figures(drvSamples.restore),
+    };
     const row = (name: string, d: Figures, f: Figures) =>
       `${name.padEnd(24)} driver ${d.medianMs.toFixed(0).padStart(6)} ms   floor ${f.medianMs.toFixed(0).padStart(6)} ms   ratio ${(d.medianMs / f.medianMs).toFixed(2)}`;
     console.log(
