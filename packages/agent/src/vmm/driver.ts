@@ -88,7 +88,12 @@ export interface VmmDriver {
   pause(ref: VmRef): Promise<void>;
   /** Run the vCPUs again. */
   resume(ref: VmRef): Promise<void>;
-  /** Write the paused VM's state into `dir` (which the caller fsyncs and renames). */
+  /**
+   * Write the paused VM's state into `dir` (which the caller fsyncs and renames). The VM
+   * must be paused (a running one is refused with failed_precondition). Afterwards it stays
+   * stopped: kill it, or resume() it (e.g. to roll back a failed pause); saving it again
+   * needs a resume() + pause() in between.
+   */
   snapshotToDir(ref: VmRef, dir: string, mode: SnapshotMode): Promise<SnapshotResult>;
   /** Make a guest TCP port reachable on host loopback; returns the host port. */
   forwardPort(ref: VmRef, guestPort: number): Promise<number>;
