@@ -84,6 +84,28 @@ export async function downloadDeb(pkg: DebPackage, dir: string): Promise<string>
   return got;
 }
 
+/**
+ * Changes whenever what apt-cache would answer can change: `apt-get update` rewrites the
+ * lists directory, an edit touches the sources or preferences.
+ */
+export async function aptStateKey(): Promise<string> {
+  const paths = [
+    '/var/lib/apt/lists',
+    '/etc/apt/sources.list',
+    '/etc/apt/sources.list.d',
+    '/etc/apt/preferences.d',
+  ];
+  for (const f of await readdir('/etc/apt/sources.list.d').catch(() => [] as string[])) {
+    paths.push(join('/etc/apt/sources.list.d', f));
+  }
+  const parts: string[] = [];
+  for (const p of paths) {
+    const st = await stat(p).catch(() => undefined);
+    parts.push(`${p}:${st ? `${st.mtimeMs}:${st.size}` : '-'}`);
+  }
+  return parts.join('|');
+}
+
 /** The machine's apt source files, as mmdebstrap takes them (one MIRROR argument each). */
 export async function hostAptSources(): Promise<string[]> {
   const files: string[] = [];

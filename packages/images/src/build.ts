@@ -118,7 +118,7 @@ async function buildLocked(image: ImageName, ctx: Ctx): Promise<BuildResult> {
 
   progress.stage('check inputs');
   const busybox = await requireTool(TOOLS.busybox);
-  const kernelPkg = await resolveKernelPackage();
+  const kernelPkg = await resolveKernelPackage(ctx.cacheDir);
   const runtime = await hostNodeRuntime();
   const inputs: Record<string, unknown> = {
     image,

@@ -1,7 +1,7 @@
 import { copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { WrennError } from '@wrenn/common';
-import { type DebPackage, downloadDeb, resolveMetapackage } from './apt.ts';
+import { WrennError, writeFileAtomic } from '@wrenn/common';
+import { aptStateKey, type DebPackage, downloadDeb, resolveMetapackage } from './apt.ts';
 import { requireTool, run, TOOLS } from './exec.ts';
 import { vmlinuxFromBzImage } from './lz4.ts';
 import { checkLoadOrder, INITRAMFS_MODULES } from './modules.ts';
@@ -24,8 +24,22 @@ export interface KernelFiles {
   modules: Map<string, string>;
 }
 
-export async function resolveKernelPackage(): Promise<DebPackage> {
-  return resolveMetapackage(KERNEL_METAPACKAGE, 'linux-image-');
+/**
+ * The kernel package apt would install now. apt-cache takes seconds on a busy box, so the
+ * answer is remembered in `cacheDir` for as long as apt's lists and sources are unchanged.
+ */
+export async function resolveKernelPackage(cacheDir?: string): Promise<DebPackage> {
+  if (!cacheDir) return resolveMetapackage(KERNEL_METAPACKAGE, 'linux-image-');
+  const memo = join(cacheDir, 'kernel-package.json');
+  const key = await aptStateKey();
+  const saved = await readFile(memo, 'utf8')
+    .then((t) => JSON.parse(t) as { key: string; pkg: DebPackage })
+    .catch(() => undefined);
+  if (saved?.key === key && saved.pkg?.name && saved.pkg.version) return saved.pkg;
+  const pkg = await resolveMetapackage(KERNEL_METAPACKAGE, 'linux-image-');
+  await mkdir(cacheDir, { recursive: true });
+  await writeFileAtomic(memo, JSON.stringify({ key, pkg }));
+  return pkg;
 }
 
 /**
