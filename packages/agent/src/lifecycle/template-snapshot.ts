@@ -40,7 +40,9 @@ export async function templateSource(m: Manager, tpl: Template, sb: Sandbox): Pr
     // Its disk's backing file moved or vanished (the image was rebuilt or its dir moved):
     // no clone could boot from it. Set it aside and build a fresh one.
     m.log.warn({ event: 'template-snapshot-stale', template: `${tpl.teamId}/${tpl.templateId}` }, 'template snapshot disk lost its backing file; rebuilding');
-    await rename(t.snapshotDir, `${t.snapshotDir}.trash-${nowNs()}`).catch(() => undefined);
+    const trash = `${t.snapshotDir}.trash-${nowNs()}`;
+    await rename(t.snapshotDir, trash).catch(() => undefined);
+    await rm(trash, { recursive: true, force: true });
     t = await resolveTemplate(m.dir, tpl.teamId, tpl.templateId);
   }
   if (!t.snapshotMeta && m.templateSnapshotBuilder) {
