@@ -429,5 +429,34 @@ for (const [version, sdk] of SDKS) {
       const listed = await Sandbox.list({ query: { metadata } }).nextItems();
       expect(listed.map((s) => s.sandboxId)).not.toContain(id);
     });
+
+    it('lifecycle onTimeout pause + autoResume: the timeout pauses it, traffic resumes it', async () => {
+      // `other` is done with: the host (2 vCPUs in CI) needs the room.
+      await other.kill();
+      const lc = await Sandbox.create('base', {
+        metadata,
+        timeoutMs: 3_000,
+        lifecycle: { onTimeout: 'pause', autoResume: true },
+      });
+      try {
+        await lc.files.write('/home/user/lc.txt', 'before the timeout\n');
+        expect((await lc.getInfo()).lifecycle).toEqual({ onTimeout: 'pause', autoResume: true });
+        await eventually(
+          async () => (await Sandbox.getInfo(lc.sandboxId)).state === 'paused',
+          'the timeout pauses the sandbox',
+        );
+        // A timeout set while paused applies from the next resume: without it the resumed
+        // sandbox would be paused again 3 s after its VM starts, racing the command below.
+        await lc.setTimeout(600_000);
+        // Plain SDK traffic through the gateway resumes it.
+        expect((await lc.commands.run('cat /home/user/lc.txt')).stdout).toBe(
+          'before the timeout\n',
+        );
+        expect((await lc.getInfo()).state).toBe('running');
+      } finally {
+        await lc.kill();
+      }
+      await expect(Sandbox.getInfo(lc.sandboxId)).rejects.toBeInstanceOf(SandboxNotFoundError);
+    });
   });
 }
