@@ -134,10 +134,12 @@ export class Manager {
 
 /**
  * Slot ports of two agents on one machine (separate WRENN_DIRs) must not collide: the
- * default port base is derived from the dir. The allocator also skips ports in use.
+ * default port base is derived from the dir. The range stays below Linux's ephemeral
+ * ports (32768+), which any outgoing connection may hold when QEMU binds. The allocator
+ * also skips ports in use.
  */
 export function defaultPortBase(dir: string): number {
   let h = 2166136261;
   for (const c of dir) h = Math.imul(h ^ c.charCodeAt(0), 16777619) >>> 0;
-  return 30_000 + (h % 200) * 128;
+  return 20_000 + (h % 98) * 128; // 20000..32416, + up to 64 slots + 1 build port < 32768
 }

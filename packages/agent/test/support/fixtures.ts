@@ -26,7 +26,8 @@ export async function removeWrennDir(dir: string): Promise<void> {
   await rm(dir, { recursive: true, force: true });
 }
 
-let portCursor = 41_000 + (process.pid % 50) * 200;
+// Below the agents' default range (20000+) and the ephemeral ports (32768+).
+let portCursor = 10_000 + (process.pid % 40) * 200;
 /** A fresh port range per manager so tests never collide on slot ports. */
 export function nextPortBase(): number {
   portCursor += 70;
