@@ -3,7 +3,7 @@ import { copyFile, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promi
 import { createRequire } from 'node:module';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type BuildOptions, build } from 'esbuild';
+import { type BuildOptions, build, type Plugin } from 'esbuild';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const require = createRequire(import.meta.url);
@@ -12,6 +12,34 @@ const require = createRequire(import.meta.url);
 // node_modules/node-pty/{package.json, lib/*.js, build/Release/pty.node}, so the bundle's
 // `import('node-pty')` resolves through ordinary node_modules lookup from outDir.
 const nodePtyDir = dirname(require.resolve('node-pty/package.json'));
+
+/**
+ * protobuf-es encodes `bytes` for the JSON codec one character at a time; the e2b SDK
+ * speaks JSON, so every byte of process output goes through it. In the bundle, swap in
+ * Node's native base64 (same alphabets; `url` is unpadded in both).
+ */
+const nativeBase64: Plugin = {
+  name: 'wrenn-native-base64',
+  setup(b) {
+    b.onLoad(
+      { filter: /@bufbuild[\\/]protobuf[\\/]dist[\\/]esm[\\/]wire[\\/]base64-encoding\.js$/ },
+      async (args) => {
+        const src = await readFile(args.path, 'utf8');
+        const marker = 'export function base64Encode(';
+        if (!src.includes(marker))
+          throw new Error(
+            `${args.path}: base64Encode not found; update the wrenn-native-base64 plugin`,
+          );
+        const contents = `${src.replace(marker, 'function base64EncodeJs(')}
+export function base64Encode(bytes, encoding = "std") {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString(encoding == "std" ? "base64" : "base64url");
+}
+`;
+        return { contents, loader: 'js' };
+      },
+    );
+  },
+};
 
 function bundleOptions(): BuildOptions {
   return {
@@ -30,6 +58,7 @@ function bundleOptions(): BuildOptions {
       js: "import { createRequire as __wrennCreateRequire } from 'node:module'; const require = __wrennCreateRequire(import.meta.url);",
     },
     logLevel: 'silent',
+    plugins: [nativeBase64],
     // Source-path comments in the bundle are relative to this: fixed, so the hash is too.
     absWorkingDir: here,
   };

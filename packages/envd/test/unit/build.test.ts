@@ -1,10 +1,11 @@
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createClient } from '@connectrpc/connect';
 import { createConnectTransport } from '@connectrpc/connect-node';
 import { processv1 } from '@wrenn/proto';
+import { Sandbox } from 'e2b';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildEnvd, envdBundleHash } from '../../src/build.ts';
 
@@ -86,6 +87,21 @@ describe('buildEnvd', () => {
       }
       expect(text).toContain('is-a-tty');
       expect(exit).toBe(0);
+
+      // The bundle swaps in native base64 for the JSON codec (what the SDK speaks): output
+      // must arrive byte-exact, whatever its length modulo 3.
+      const Ctor = Sandbox as unknown as new (o: Record<string, unknown>) => Sandbox;
+      const sbx = new Ctor({
+        sandboxId: 'bundle',
+        envdVersion: '0.6.4',
+        debug: true,
+        sandboxUrl: `http://127.0.0.1:${port}`,
+      });
+      const want = execFileSync('seq', ['1', '300000'], { maxBuffer: 1 << 24 }).toString();
+      expect((await sbx.commands.run('seq 1 300000', { timeoutMs: 0 })).stdout).toBe(want);
+      for (const s of ['a', 'ab', 'abc', 'abcd']) {
+        expect((await sbx.commands.run(`printf ${s}`)).stdout).toBe(s);
+      }
     } finally {
       child.kill('SIGKILL');
     }
