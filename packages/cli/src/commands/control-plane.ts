@@ -1,4 +1,4 @@
-import { createLogger, wrennDir } from '@wrenn/common';
+import { createLogger, WrennError, wrennDir } from '@wrenn/common';
 import type { RunningControlPlane } from '@wrenn/control-plane';
 import type { Command } from 'commander';
 import { allOpts } from '../client-config.ts';
@@ -9,6 +9,10 @@ export interface ControlPlaneFlags {
   port: string;
   databaseUrl?: string;
   sandboxDomain?: string;
+  /** HTTPS listener for the sandbox domain (docs/e2b.md, Domain mode). */
+  sandboxTlsPort?: string;
+  tlsCert?: string;
+  tlsKey?: string;
 }
 
 /** Starts the control plane from CLI flags (shared by `wrenn control-plane` and `wrenn up`). */
@@ -18,7 +22,7 @@ export async function startFromFlags(
 ): Promise<RunningControlPlane> {
   // Loaded on use: every other CLI command starts faster without the server's modules.
   const { startControlPlane } = await import('@wrenn/control-plane');
-  return startControlPlane({
+  const cp = await startControlPlane({
     dir: wrennDir(o.dir),
     host: o.host,
     port: Number(o.port),
@@ -26,6 +30,33 @@ export async function startFromFlags(
     sandboxDomain: o.sandboxDomain,
     log: createLogger('control-plane', logLevel),
   });
+  if (o.sandboxTlsPort === undefined) return cp;
+  try {
+    if (!o.sandboxDomain) {
+      throw new WrennError('invalid_argument', '--sandbox-tls-port needs --sandbox-domain');
+    }
+    const { serveSandboxTls } = await import('@wrenn/control-plane/e2b/tls.ts');
+    const tls = await serveSandboxTls(cp.server, {
+      domain: o.sandboxDomain,
+      host: o.host,
+      port: Number(o.sandboxTlsPort),
+      dir: wrennDir(o.dir),
+      ...(o.tlsCert ? { certFile: o.tlsCert } : {}),
+      ...(o.tlsKey ? { keyFile: o.tlsKey } : {}),
+    });
+    const close = cp.close.bind(cp);
+    cp.close = async () => {
+      await tls.close();
+      await close();
+    };
+    process.stderr.write(
+      `wrenn: sandbox domain over TLS on ${tls.url} (${o.tlsCert ? `certificate ${o.tlsCert}` : `self-signed certificate ${wrennDir(o.dir)}/tls/${o.sandboxDomain}.crt`})\n`,
+    );
+    return cp;
+  } catch (e) {
+    await cp.close();
+    throw e;
+  }
 }
 
 /** Resolves when SIGINT or SIGTERM arrives. */
@@ -53,6 +84,15 @@ export function registerControlPlaneCommand(program: Command): void {
       'postgres://… (default: $DATABASE_URL, else SQLite under --dir)',
     )
     .option('--sandbox-domain <domain>', 'route <port>-<id>.<domain> hosts to sandboxes')
+    .option(
+      '--sandbox-tls-port <n>',
+      'also serve the sandbox domain (and api.<domain>) over HTTPS on this port',
+    )
+    .option(
+      '--tls-cert <file>',
+      'PEM certificate for *.<domain> (default: a generated self-signed one)',
+    )
+    .option('--tls-key <file>', 'PEM key of --tls-cert')
     .action(async (_o, cmd: Command) => {
       const o = allOpts(cmd) as ControlPlaneFlags;
       const cp = await startFromFlags(o);
