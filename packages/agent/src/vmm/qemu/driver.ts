@@ -385,6 +385,19 @@ export class QemuDriver implements VmmDriver {
           `VM ${ref.vmId} is not running (QEMU pid ${ref.pid} is gone)`,
         );
       }
+      // QEMU creates the socket before it daemonizes, so a live VM without one is
+      // unreachable (its runDir was removed): say so now rather than retry until timeout.
+      if (
+        !(await stat(sock).then(
+          () => true,
+          () => false,
+        ))
+      ) {
+        throw new WrennError(
+          'unavailable',
+          `VM ${ref.vmId} is running but its QMP socket ${sock} is gone`,
+        );
+      }
       const c = await QmpClient.connect(sock, {
         timeoutMs: this.opts.qmpConnectTimeoutMs,
         commandTimeoutMs: this.opts.qmpCommandTimeoutMs,
