@@ -3,10 +3,10 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as pty from 'node-pty';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { WRENN_BIN, wrenn } from '../support/cli.ts';
 import { agentDir, killVmsUnder } from '../support/real-agent.ts';
+import { wrennInTerminal } from '../support/terminal.ts';
 
 async function freePort(): Promise<number> {
   return new Promise((resolve) => {
@@ -120,33 +120,12 @@ describe('wrenn up + sandbox commands (real VMs)', () => {
   });
 
   it('runs an interactive shell through a PTY', async () => {
-    const term = pty.spawn(
-      process.execPath,
-      [WRENN_BIN, 'sandbox', 'shell', id, '--cmd', '/bin/sh'],
-      {
-        cols: 90,
-        rows: 20,
-        env: { ...process.env, ...env } as Record<string, string>,
-      },
-    );
-    let seen = '';
-    const until = (re: RegExp) =>
-      new Promise<void>((resolve) => {
-        if (re.test(seen)) return resolve();
-        const sub = term.onData((d) => {
-          seen += d;
-          if (re.test(seen)) {
-            sub.dispose();
-            resolve();
-          }
-        });
-      });
-    const exit = new Promise<number>((resolve) => term.onExit((e) => resolve(e.exitCode)));
-    term.write('echo "product=$((6*7))"; stty size\r');
-    await until(/product=42/);
-    await until(/20 90/);
-    term.write('exit 4\r');
-    expect(await exit).toBe(4);
+    const t = wrennInTerminal(['sandbox', 'shell', id, '--cmd', '/bin/sh'], env, 90, 20);
+    t.term.write('echo "product=$((6*7))"; stty size\r');
+    await t.until(/product=42/);
+    await t.until(/20 90/);
+    t.term.write('exit 4\r');
+    expect(await t.exit).toBe(4);
   });
 
   it('pauses and resumes with its files', async () => {

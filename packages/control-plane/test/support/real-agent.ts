@@ -19,8 +19,17 @@ export async function agentDir(cachedDir: string | undefined, image = 'minimal')
     throw new Error(`the cached WRENN_DIR ${cachedDir} has no ${image} image`);
   const dir = await mkdtemp(join(tmpdir(), 'wrenn-host-'));
   await symlink(join(cachedDir, 'kernels'), join(dir, 'kernels'));
-  await mkdir(join(dir, 'images'));
-  await symlink(join(cachedDir, 'images', 'public'), join(dir, 'images', 'public'));
+  // Each image dir is private, only its built files are linked: the agent writes its template
+  // snapshot next to them, and that snapshot's disk names its backing file through this
+  // WRENN_DIR — shared, it would outlive this dir and break every later clone.
+  for (const name of readdirSync(join(cachedDir, 'images', 'public'))) {
+    const src = join(cachedDir, 'images', 'public', name);
+    const dst = join(dir, 'images', 'public', name);
+    await mkdir(dst, { recursive: true });
+    for (const file of ['manifest.json', 'rootfs.ext4']) {
+      if (existsSync(join(src, file))) await symlink(join(src, file), join(dst, file));
+    }
+  }
   return dir;
 }
 

@@ -1,9 +1,12 @@
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startTestCluster, type TestCluster } from '../support/cluster.ts';
 import { startTestControlPlane } from '../support/control-plane.ts';
 import { startPostgres, type TestPostgres } from '../support/postgres.ts';
+
+// Starting PostgreSQL, envd and servers takes seconds on a busy 2-core machine: hooks get room.
+vi.setConfig({ hookTimeout: 120_000 });
 
 // Templates, hosts, keys, audit, rate limit and the OpenAPI document, on both databases.
 let pg: TestPostgres;

@@ -1,6 +1,9 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startTestCluster, type TestCluster } from '../support/cluster.ts';
 import { startPostgres, type TestPostgres } from '../support/postgres.ts';
+
+// Starting PostgreSQL, envd and servers takes seconds on a busy 2-core machine: hooks get room.
+vi.setConfig({ hookTimeout: 120_000 });
 
 // Every route of the sandbox API on both databases: success, 401, other team's 404,
 // malformed JSON, wrong types, out-of-range resources, unknown template, bad ids.

@@ -1,10 +1,13 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as pty from 'node-pty';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WRENN_BIN, wrenn } from '../support/cli.ts';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { wrenn } from '../support/cli.ts';
 import { startTestCluster, type TestCluster } from '../support/cluster.ts';
+import { wrennInTerminal } from '../support/terminal.ts';
+
+// Starting PostgreSQL, envd and servers takes seconds on a busy 2-core machine: hooks get room.
+vi.setConfig({ hookTimeout: 120_000 });
 
 // The CLI as a real process against a real control plane (fake agent over a real envd):
 // argument parsing, tables vs --json, exit codes, cp both ways, and the PTY shell.
@@ -78,45 +81,20 @@ describe('wrenn CLI against the /v1 API', { timeout: 240_000 }, () => {
 
   it('drives an interactive shell through a PTY, with resize', async () => {
     const id = (await wrenn(['sandbox', 'create', '-t', 'minimal'], env)).stdout.trim();
-    const term = pty.spawn(
-      process.execPath,
-      [WRENN_BIN, 'sandbox', 'shell', id, '--cmd', '/bin/sh'],
-      {
-        cols: 100,
-        rows: 30,
-        env: { ...process.env, ...env } as Record<string, string>,
-      },
-    );
-    let seen = '';
-    const waitFor = (re: RegExp) =>
-      new Promise<string>((resolve) => {
-        const check = () => {
-          const m = re.exec(seen);
-          if (m) {
-            sub.dispose();
-            resolve(m[0]);
-          }
-        };
-        const sub = term.onData((d) => {
-          seen += d;
-          check();
-        });
-        check();
-      });
-    const exit = new Promise<number>((resolve) => term.onExit((e) => resolve(e.exitCode)));
-    term.write('echo "sum=$((6*7))"\r');
-    await waitFor(/sum=42/);
-    term.write('stty size\r');
-    await waitFor(/30 100/);
-    term.resize(120, 40);
-    // The resize travels as an envd Update; a fresh `stty size` must see it.
-    for (let i = 0; i < 50 && !/40 120/.test(seen); i++) {
-      term.write('stty size\r');
-      await Promise.race([waitFor(/40 120/), new Promise((r) => setTimeout(r, 200))]);
+    const t = wrennInTerminal(['sandbox', 'shell', id, '--cmd', '/bin/sh'], env, 100, 30);
+    t.term.write('echo "sum=$((6*7))"\r');
+    await t.until(/sum=42/);
+    t.term.write('stty size\r');
+    await t.until(/30 100/);
+    t.term.resize(120, 40);
+    // The resize travels as an envd Update, after which `stty size` sees it; ask until it does.
+    for (let i = 0; i < 50 && !/40 120/.test(t.screen()); i++) {
+      t.term.write('stty size\r');
+      await Promise.race([t.until(/40 120/), new Promise((r) => setTimeout(r, 200))]);
     }
-    expect(seen).toMatch(/40 120/);
-    term.write('exit 3\r');
-    expect(await exit).toBe(3);
+    expect(t.screen()).toMatch(/40 120/);
+    t.term.write('exit 3\r');
+    expect(await t.exit).toBe(3);
   });
 
   it('lists templates, hosts and keys, and creates a key', async () => {

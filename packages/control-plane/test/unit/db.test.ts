@@ -1,9 +1,12 @@
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { openDatabase } from '../../src/db/database.ts';
 import { startPostgres, type TestPostgres } from '../support/postgres.ts';
+
+// Starting PostgreSQL, envd and servers takes seconds on a busy 2-core machine: hooks get room.
+vi.setConfig({ hookTimeout: 120_000 });
 
 let pg: TestPostgres;
 beforeAll(async () => {

@@ -1,6 +1,9 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startTestCluster, type TestCluster } from '../support/cluster.ts';
 import { startPostgres, type TestPostgres } from '../support/postgres.ts';
+
+// Starting PostgreSQL, envd and servers takes seconds on a busy 2-core machine: hooks get room.
+vi.setConfig({ hookTimeout: 120_000 });
 
 // The reconciler against a fake agent whose list the test controls, on both databases.
 let pg: TestPostgres;

@@ -1,7 +1,10 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { chooseHost, scarcestAfter } from '../../src/scheduler/placement.ts';
 import { startTestCluster } from '../support/cluster.ts';
 import { startPostgres, type TestPostgres } from '../support/postgres.ts';
+
+// Starting PostgreSQL, envd and servers takes seconds on a busy 2-core machine: hooks get room.
+vi.setConfig({ hookTimeout: 120_000 });
 
 describe('placement rule', () => {
   const host = (
