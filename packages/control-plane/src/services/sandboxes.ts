@@ -1,17 +1,35 @@
-import { SYSTEM_TEAM, WrennError, type Logger, isValidId, newId } from '@wrenn/common';
+import { isValidId, type Logger, newId, SYSTEM_TEAM, WrennError } from '@wrenn/common';
 import { agentv1 } from '@wrenn/proto';
-import { type Transaction, sql } from 'kysely';
-import { type AgentPool, HOST_TOKEN_HEADER, fromAgentError } from '../agents/pool.ts';
+import { sql, type Transaction } from 'kysely';
+import { type AgentPool, fromAgentError, HOST_TOKEN_HEADER } from '../agents/pool.ts';
 import { newToken } from '../auth/secrets.ts';
 import type { ControlPlaneConfig } from '../config.ts';
 import type { Db } from '../db/database.ts';
 import type { Database, HostRow, SandboxRow, SandboxStatus } from '../db/schema.ts';
-import { type EnvdTarget, type ExecResult, execCommand, readFile, writeFile } from '../envd/client.ts';
-import { type HostLoad, type Resources, chooseHost, maxResources, scarcestAfter } from '../scheduler/placement.ts';
+import {
+  type EnvdTarget,
+  type ExecResult,
+  execCommand,
+  readFile,
+  writeFile,
+} from '../envd/client.ts';
+import {
+  chooseHost,
+  type HostLoad,
+  maxResources,
+  type Resources,
+  scarcestAfter,
+} from '../scheduler/placement.ts';
 import type { AuditLog } from './audit.ts';
 import { LIVE_STATUSES } from './hosts.ts';
 import type { Caller } from './keys.ts';
-import { type SandboxView, decodeCursor, encodeCursor, rowFieldsFromAgent, sandboxView } from './sandbox-view.ts';
+import {
+  decodeCursor,
+  encodeCursor,
+  rowFieldsFromAgent,
+  type SandboxView,
+  sandboxView,
+} from './sandbox-view.ts';
 import type { TemplateService, TemplateView } from './templates.ts';
 
 export interface CreateSandboxInput {
@@ -55,7 +73,16 @@ export interface ExecOutput {
 }
 
 /** Statuses a user may list and act on; `stopped` rows are history. */
-const DEFAULT_LIST_STATUSES: SandboxStatus[] = ['starting', 'running', 'pausing', 'paused', 'resuming', 'stopping', 'missing', 'error'];
+const DEFAULT_LIST_STATUSES: SandboxStatus[] = [
+  'starting',
+  'running',
+  'pausing',
+  'paused',
+  'resuming',
+  'stopping',
+  'missing',
+  'error',
+];
 const MAX_EXEC_OUTPUT = 16 << 20;
 const ACTIVITY_RESOLUTION_MS = 5_000;
 const SCHEDULER_LOCK = 0x5752454e; // "WREN": one advisory lock for placement on PostgreSQL
@@ -131,7 +158,8 @@ export class SandboxService {
         memoryMb: req.memoryMb,
         diskMb: req.diskMb,
         timeoutSeconds,
-        timeoutAction: onTimeout === 'pause' ? agentv1.TimeoutAction.PAUSE : agentv1.TimeoutAction.KILL,
+        timeoutAction:
+          onTimeout === 'pause' ? agentv1.TimeoutAction.PAUSE : agentv1.TimeoutAction.KILL,
         envVars: input.envVars ?? {},
         metadata: input.metadata ?? {},
         envdAccessToken: row.envd_access_token,
@@ -141,8 +169,18 @@ export class SandboxService {
       await this.update(row.id, { ...fields, status_changed_at: row.status_changed_at });
     } catch (e) {
       const err = fromAgentError(e, `create on host ${host.id}`);
-      await this.update(row.id, { status: 'stopped', error: err.message, status_changed_at: this.clock() });
-      await this.audit.record({ teamId: caller.teamId, actor: caller.keyId, action: 'sandbox.create.failed', targetId: row.id, details: { hostId: host.id, error: err.message } });
+      await this.update(row.id, {
+        status: 'stopped',
+        error: err.message,
+        status_changed_at: this.clock(),
+      });
+      await this.audit.record({
+        teamId: caller.teamId,
+        actor: caller.keyId,
+        action: 'sandbox.create.failed',
+        targetId: row.id,
+        details: { hostId: host.id, error: err.message },
+      });
       throw err;
     }
     await this.audit.record({
@@ -159,7 +197,10 @@ export class SandboxService {
     return sandboxView(await this.rowFor(caller, id));
   }
 
-  async list(caller: Caller, input: ListSandboxesInput): Promise<{ sandboxes: SandboxView[]; nextToken: string | null }> {
+  async list(
+    caller: Caller,
+    input: ListSandboxesInput,
+  ): Promise<{ sandboxes: SandboxView[]; nextToken: string | null }> {
     let q = this.db.kysely
       .selectFrom('sandboxes')
       .selectAll()
@@ -178,17 +219,26 @@ export class SandboxService {
     }
     if (input.nextToken) {
       const c = decodeCursor(input.nextToken);
-      if (!c) throw new WrennError('invalid_argument', 'nextToken is not a token this API returned');
+      if (!c)
+        throw new WrennError('invalid_argument', 'nextToken is not a token this API returned');
       q = q.where((eb) =>
-        eb.or([eb('created_at', '<', c.createdAt), eb.and([eb('created_at', '=', c.createdAt), eb('id', '<', c.id)])]),
+        eb.or([
+          eb('created_at', '<', c.createdAt),
+          eb.and([eb('created_at', '=', c.createdAt), eb('id', '<', c.id)]),
+        ]),
       );
     }
-    const rows = await q.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(input.limit + 1).execute();
+    const rows = await q
+      .orderBy('created_at', 'desc')
+      .orderBy('id', 'desc')
+      .limit(input.limit + 1)
+      .execute();
     const page = rows.slice(0, input.limit);
     const last = page[page.length - 1];
     return {
       sandboxes: page.map(sandboxView),
-      nextToken: rows.length > input.limit && last ? encodeCursor(Number(last.created_at), last.id) : null,
+      nextToken:
+        rows.length > input.limit && last ? encodeCursor(Number(last.created_at), last.id) : null,
     };
   }
 
@@ -196,7 +246,8 @@ export class SandboxService {
 
   async kill(caller: Caller, id: string): Promise<void> {
     const row = await this.rowFor(caller, id);
-    if (row.status === 'stopped') throw new WrennError('not_found', `sandbox '${id}' not found (already stopped)`);
+    if (row.status === 'stopped')
+      throw new WrennError('not_found', `sandbox '${id}' not found (already stopped)`);
     const host = await this.hostRow(row.host_id);
     await this.update(id, { status: 'stopping', status_changed_at: this.clock() });
     let deferred = false;
@@ -216,14 +267,26 @@ export class SandboxService {
       }
     }
     await this.update(id, { status: 'stopped', end_at: null, status_changed_at: this.clock() });
-    if (host && !deferred && LIVE_STATUSES.includes(row.status as never)) await this.releaseReported(host.id, row);
-    await this.audit.record({ teamId: caller.teamId, actor: caller.keyId, action: 'sandbox.kill', targetId: id, details: { deferred } });
+    if (host && !deferred && LIVE_STATUSES.includes(row.status as never))
+      await this.releaseReported(host.id, row);
+    await this.audit.record({
+      teamId: caller.teamId,
+      actor: caller.keyId,
+      action: 'sandbox.kill',
+      targetId: id,
+      details: { deferred },
+    });
   }
 
   async pause(caller: Caller, id: string): Promise<SandboxView> {
     const row = await this.rowFor(caller, id);
-    if (row.status === 'paused') throw new WrennError('conflict', `sandbox '${id}' is already paused`);
-    if (row.status !== 'running') throw new WrennError('conflict', `sandbox '${id}' is ${row.status}; only a running sandbox can be paused`);
+    if (row.status === 'paused')
+      throw new WrennError('conflict', `sandbox '${id}' is already paused`);
+    if (row.status !== 'running')
+      throw new WrennError(
+        'conflict',
+        `sandbox '${id}' is ${row.status}; only a running sandbox can be paused`,
+      );
     if (!(await this.transition(id, 'running', 'pausing'))) {
       throw new WrennError('conflict', `sandbox '${id}' changed state while pausing; try again`);
     }
@@ -239,14 +302,24 @@ export class SandboxService {
       await this.update(id, { status: 'running', status_changed_at: this.clock() });
       throw fromAgentError(e, `pause on host ${host.id}`);
     }
-    await this.audit.record({ teamId: caller.teamId, actor: caller.keyId, action: 'sandbox.pause', targetId: id });
+    await this.audit.record({
+      teamId: caller.teamId,
+      actor: caller.keyId,
+      action: 'sandbox.pause',
+      targetId: id,
+    });
     return sandboxView(await this.rowFor(caller, id));
   }
 
   /** Native resume: a running sandbox is a conflict. */
-  async resume(caller: Caller, id: string, opts: { timeoutSeconds?: number } = {}): Promise<SandboxView> {
+  async resume(
+    caller: Caller,
+    id: string,
+    opts: { timeoutSeconds?: number } = {},
+  ): Promise<SandboxView> {
     const row = await this.rowFor(caller, id);
-    if (row.status === 'running') throw new WrennError('conflict', `sandbox '${id}' is already running`);
+    if (row.status === 'running')
+      throw new WrennError('conflict', `sandbox '${id}' is already running`);
     const resumed = await this.resumeRow(row, opts.timeoutSeconds, caller.keyId);
     return sandboxView(resumed);
   }
@@ -255,12 +328,20 @@ export class SandboxService {
    * E2B's connect: resume when paused, otherwise keep running; the timeout only ever
    * extends end-at, never shortens it.
    */
-  async connect(caller: Caller, id: string, opts: { timeoutSeconds?: number } = {}): Promise<{ sandbox: SandboxView; resumed: boolean }> {
+  async connect(
+    caller: Caller,
+    id: string,
+    opts: { timeoutSeconds?: number } = {},
+  ): Promise<{ sandbox: SandboxView; resumed: boolean }> {
     const row = await this.rowFor(caller, id);
     if (row.status === 'paused' || row.status === 'resuming') {
-      return { sandbox: sandboxView(await this.resumeRow(row, opts.timeoutSeconds, caller.keyId)), resumed: true };
+      return {
+        sandbox: sandboxView(await this.resumeRow(row, opts.timeoutSeconds, caller.keyId)),
+        resumed: true,
+      };
     }
-    if (row.status !== 'running') throw new WrennError('not_found', `sandbox '${id}' is ${row.status}`);
+    if (row.status !== 'running')
+      throw new WrennError('not_found', `sandbox '${id}' is ${row.status}`);
     if (opts.timeoutSeconds !== undefined) {
       const wanted = this.clock() + opts.timeoutSeconds * 1000;
       if (row.end_at !== null && wanted > Number(row.end_at)) {
@@ -279,7 +360,11 @@ export class SandboxService {
       const host = await this.requireHost(row.host_id, 'set the timeout');
       try {
         const res = await this.agents.for(host).setTimeout({ sandboxId: id, timeoutSeconds });
-        const endAt = res.sandbox?.endAtMs ? Number(res.sandbox.endAtMs) : timeoutSeconds ? this.clock() + timeoutSeconds * 1000 : null;
+        const endAt = res.sandbox?.endAtMs
+          ? Number(res.sandbox.endAtMs)
+          : timeoutSeconds
+            ? this.clock() + timeoutSeconds * 1000
+            : null;
         await this.update(id, { timeout_seconds: timeoutSeconds, end_at: endAt });
       } catch (e) {
         throw fromAgentError(e, `set timeout on host ${host.id}`);
@@ -287,7 +372,13 @@ export class SandboxService {
     } else {
       throw new WrennError('conflict', `sandbox '${id}' is ${row.status}`);
     }
-    await this.audit.record({ teamId: caller.teamId, actor: caller.keyId, action: 'sandbox.timeout', targetId: id, details: { timeoutSeconds } });
+    await this.audit.record({
+      teamId: caller.teamId,
+      actor: caller.keyId,
+      action: 'sandbox.timeout',
+      targetId: id,
+      details: { timeoutSeconds },
+    });
     return sandboxView(await this.rowFor(caller, id));
   }
 
@@ -318,11 +409,26 @@ export class SandboxService {
   }
 
   async readFile(caller: Caller, id: string, path: string, user?: string): Promise<Response> {
-    return readFile(await this.envdTargetFor(await this.rowFor(caller, id), 'conflict'), path, user);
+    return readFile(
+      await this.envdTargetFor(await this.rowFor(caller, id), 'conflict'),
+      path,
+      user,
+    );
   }
 
-  async writeFile(caller: Caller, id: string, path: string, data: Uint8Array, user?: string): Promise<void> {
-    await writeFile(await this.envdTargetFor(await this.rowFor(caller, id), 'conflict'), path, data, user);
+  async writeFile(
+    caller: Caller,
+    id: string,
+    path: string,
+    data: Uint8Array,
+    user?: string,
+  ): Promise<void> {
+    await writeFile(
+      await this.envdTargetFor(await this.rowFor(caller, id), 'conflict'),
+      path,
+      data,
+      user,
+    );
   }
 
   async metrics(caller: Caller, id: string, sinceMs = 0) {
@@ -336,7 +442,9 @@ export class SandboxService {
         .where('sandbox_id', '=', id)
         .executeTakeFirst();
       try {
-        const res = await this.agents.for(host).getMetrics({ sandboxId: id, sinceMs: BigInt(Number(last?.ts ?? 0) + 1) });
+        const res = await this.agents
+          .for(host)
+          .getMetrics({ sandboxId: id, sinceMs: BigInt(Number(last?.ts ?? 0) + 1) });
         if (res.points.length) {
           await this.db.kysely
             .insertInto('metric_points')
@@ -356,7 +464,10 @@ export class SandboxService {
             .execute();
         }
       } catch (e) {
-        this.log.warn({ sandboxId: id, err: String(e) }, 'metrics: agent unreachable, serving stored points');
+        this.log.warn(
+          { sandboxId: id, err: String(e) },
+          'metrics: agent unreachable, serving stored points',
+        );
       }
     }
     const points = await this.db.kysely
@@ -380,9 +491,14 @@ export class SandboxService {
 
   /** Snapshot a running sandbox into a new template of the caller's team (it keeps running). */
   async snapshot(caller: Caller, id: string, templateId: string): Promise<TemplateView> {
-    if (!isValidId(templateId)) throw new WrennError('invalid_argument', `invalid template id '${templateId}'`);
+    if (!isValidId(templateId))
+      throw new WrennError('invalid_argument', `invalid template id '${templateId}'`);
     const row = await this.rowFor(caller, id);
-    if (row.status !== 'running') throw new WrennError('conflict', `sandbox '${id}' is ${row.status}; only a running sandbox can be snapshotted`);
+    if (row.status !== 'running')
+      throw new WrennError(
+        'conflict',
+        `sandbox '${id}' is ${row.status}; only a running sandbox can be snapshotted`,
+      );
     const existing = await this.templates.resolve(caller.teamId, templateId);
     if (existing?.team_id === caller.teamId || (existing && existing.team_id === SYSTEM_TEAM)) {
       throw new WrennError('conflict', `template '${templateId}' already exists`);
@@ -390,7 +506,11 @@ export class SandboxService {
     const host = await this.requireHost(row.host_id, 'snapshot');
     let info: agentv1.TemplateInfo | undefined;
     try {
-      info = (await this.agents.for(host).createTemplateSnapshot({ sandboxId: id, teamId: caller.teamId, templateId })).template;
+      info = (
+        await this.agents
+          .for(host)
+          .createTemplateSnapshot({ sandboxId: id, teamId: caller.teamId, templateId })
+      ).template;
     } catch (e) {
       throw fromAgentError(e, `snapshot on host ${host.id}`);
     }
@@ -406,7 +526,13 @@ export class SandboxService {
       size_bytes: Number(info?.sizeBytes ?? 0),
       created_at: this.clock(),
     });
-    await this.audit.record({ teamId: caller.teamId, actor: caller.keyId, action: 'template.snapshot', targetId: templateId, details: { sandboxId: id } });
+    await this.audit.record({
+      teamId: caller.teamId,
+      actor: caller.keyId,
+      action: 'template.snapshot',
+      targetId: templateId,
+      details: { sandboxId: id },
+    });
     return view;
   }
 
@@ -417,31 +543,55 @@ export class SandboxService {
    * access token. Unknown, stopped or paused (without auto-resume) → 502, per the E2B SDK,
    * which reads a 502 as "sandbox not running".
    */
-  async gatewayTarget(id: string, port: number): Promise<{ url: string; headers: Record<string, string> }> {
+  async gatewayTarget(
+    id: string,
+    port: number,
+  ): Promise<{ url: string; headers: Record<string, string> }> {
     if (!isValidId(id)) throw new WrennError('bad_gateway', `sandbox '${id}' not found`);
-    const row = await this.db.kysely.selectFrom('sandboxes').selectAll().where('id', '=', id).executeTakeFirst();
-    if (!row || row.status === 'stopped') throw new WrennError('bad_gateway', `sandbox '${id}' not found`);
+    const row = await this.db.kysely
+      .selectFrom('sandboxes')
+      .selectAll()
+      .where('id', '=', id)
+      .executeTakeFirst();
+    if (!row || row.status === 'stopped')
+      throw new WrennError('bad_gateway', `sandbox '${id}' not found`);
     const target = await this.envdTargetFor(row, 'bad_gateway', port);
-    return { url: target.baseUrl, headers: { [HOST_TOKEN_HEADER]: target.headers[HOST_TOKEN_HEADER]! } };
+    return {
+      url: target.baseUrl,
+      headers: { [HOST_TOKEN_HEADER]: target.headers[HOST_TOKEN_HEADER]! },
+    };
   }
 
   /** Running (or auto-resumed) sandbox → proxy base URL on its agent. */
-  private async envdTargetFor(row: SandboxRow, notRunning: 'conflict' | 'bad_gateway', port = this.config.envdPort): Promise<EnvdTarget> {
+  private async envdTargetFor(
+    row: SandboxRow,
+    notRunning: 'conflict' | 'bad_gateway',
+    port = this.config.envdPort,
+  ): Promise<EnvdTarget> {
     let current = row;
     if (current.status === 'paused' && current.auto_resume === 1) {
       current = await this.resumeRow(current, undefined, 'gateway');
     }
     if (current.status !== 'running') {
-      throw new WrennError(notRunning, `sandbox '${row.id}' is ${current.status}${current.status === 'paused' ? '; resume it first' : ''}`);
+      throw new WrennError(
+        notRunning,
+        `sandbox '${row.id}' is ${current.status}${current.status === 'paused' ? '; resume it first' : ''}`,
+      );
     }
     const host = await this.hostRow(current.host_id);
     if (!host || host.status !== 'ready') {
-      throw new WrennError(notRunning === 'conflict' ? 'unavailable' : 'bad_gateway', `host of sandbox '${row.id}' is unreachable`);
+      throw new WrennError(
+        notRunning === 'conflict' ? 'unavailable' : 'bad_gateway',
+        `host of sandbox '${row.id}' is unreachable`,
+      );
     }
     this.touch(current.id);
     return {
       baseUrl: `${host.agent_url}/proxy/${current.id}/${port}`,
-      headers: { [HOST_TOKEN_HEADER]: host.host_token, 'x-access-token': current.envd_access_token },
+      headers: {
+        [HOST_TOKEN_HEADER]: host.host_token,
+        'x-access-token': current.envd_access_token,
+      },
     };
   }
 
@@ -467,7 +617,9 @@ export class SandboxService {
     const now = this.clock();
     if (now - (this.lastTouched.get(id) ?? 0) < ACTIVITY_RESOLUTION_MS) return;
     this.lastTouched.set(id, now);
-    this.update(id, { last_active_at: now }).catch((e) => this.log.warn({ id, err: String(e) }, 'last_active update failed'));
+    this.update(id, { last_active_at: now }).catch((e) =>
+      this.log.warn({ id, err: String(e) }, 'last_active update failed'),
+    );
   }
 
   // ---- internals ----------------------------------------------------------------------
@@ -476,7 +628,11 @@ export class SandboxService {
    * Resumes on the host holding the snapshot, after admission control on that host.
    * Concurrent callers in this process share one resume.
    */
-  private resumeRow(row: SandboxRow, timeoutSeconds: number | undefined, actor: string): Promise<SandboxRow> {
+  private resumeRow(
+    row: SandboxRow,
+    timeoutSeconds: number | undefined,
+    actor: string,
+  ): Promise<SandboxRow> {
     const inflight = this.resuming.get(row.id);
     if (inflight) return inflight;
     const p = this.doResume(row, timeoutSeconds, actor).finally(() => this.resuming.delete(row.id));
@@ -484,15 +640,26 @@ export class SandboxService {
     return p;
   }
 
-  private async doResume(row: SandboxRow, timeoutSeconds: number | undefined, actor: string): Promise<SandboxRow> {
-    if (row.status !== 'paused') throw new WrennError('conflict', `sandbox '${row.id}' is ${row.status}; only a paused sandbox can be resumed`);
+  private async doResume(
+    row: SandboxRow,
+    timeoutSeconds: number | undefined,
+    actor: string,
+  ): Promise<SandboxRow> {
+    if (row.status !== 'paused')
+      throw new WrennError(
+        'conflict',
+        `sandbox '${row.id}' is ${row.status}; only a paused sandbox can be resumed`,
+      );
     const host = await this.requireHost(row.host_id, 'resume');
     const req = { vcpus: row.vcpus, memoryMb: row.memory_mb, diskMb: 0 };
     await this.db.kysely.transaction().execute(async (trx) => {
       await this.lockScheduler(trx);
       const load = (await this.hostLoads(trx, [host.id]))[0];
       if (!load || scarcestAfter(load, req) === null) {
-        throw new WrennError('unavailable', `host '${host.id}' holding sandbox '${row.id}' has no room to resume it (needs ${req.vcpus} vCPU / ${req.memoryMb} MiB)`);
+        throw new WrennError(
+          'unavailable',
+          `host '${host.id}' holding sandbox '${row.id}' has no room to resume it (needs ${req.vcpus} vCPU / ${req.memoryMb} MiB)`,
+        );
       }
       const moved = await trx
         .updateTable('sandboxes')
@@ -500,32 +667,59 @@ export class SandboxService {
         .where('id', '=', row.id)
         .where('status', '=', 'paused')
         .executeTakeFirst();
-      if (Number(moved.numUpdatedRows) !== 1) throw new WrennError('conflict', `sandbox '${row.id}' is already being resumed`);
+      if (Number(moved.numUpdatedRows) !== 1)
+        throw new WrennError('conflict', `sandbox '${row.id}' is already being resumed`);
     });
     const timeout = timeoutSeconds ?? row.timeout_seconds;
     try {
-      const res = await this.agents.for(host).resume({ sandboxId: row.id, timeoutSeconds: timeout });
+      const res = await this.agents
+        .for(host)
+        .resume({ sandboxId: row.id, timeoutSeconds: timeout });
       const fields = res.sandbox ? rowFieldsFromAgent(res.sandbox) : { status: 'running' as const };
-      await this.update(row.id, { ...fields, timeout_seconds: timeout, status_changed_at: this.clock(), last_active_at: this.clock() });
+      await this.update(row.id, {
+        ...fields,
+        timeout_seconds: timeout,
+        status_changed_at: this.clock(),
+        last_active_at: this.clock(),
+      });
     } catch (e) {
       await this.update(row.id, { status: 'paused', status_changed_at: this.clock() });
       throw fromAgentError(e, `resume on host ${host.id}`);
     }
-    await this.audit.record({ teamId: row.team_id, actor, action: 'sandbox.resume', targetId: row.id, details: { hostId: host.id } });
-    return (await this.db.kysely.selectFrom('sandboxes').selectAll().where('id', '=', row.id).executeTakeFirstOrThrow());
+    await this.audit.record({
+      teamId: row.team_id,
+      actor,
+      action: 'sandbox.resume',
+      targetId: row.id,
+      details: { hostId: host.id },
+    });
+    return await this.db.kysely
+      .selectFrom('sandboxes')
+      .selectAll()
+      .where('id', '=', row.id)
+      .executeTakeFirstOrThrow();
   }
 
   /**
    * Picks a host and inserts the row as `starting` in one transaction, so concurrent creates
    * see each other's reservations (advisory lock on PostgreSQL; SQLite serialises writers).
    */
-  private async place(row: SandboxRow, req: Resources, pinnedHost: string | null): Promise<HostRow> {
+  private async place(
+    row: SandboxRow,
+    req: Resources,
+    pinnedHost: string | null,
+  ): Promise<HostRow> {
     const hostId = await this.db.kysely.transaction().execute(async (trx) => {
       await this.lockScheduler(trx);
       let loads = await this.hostLoads(trx);
       if (pinnedHost) loads = loads.filter((h) => h.hostId === pinnedHost);
       if (loads.length === 0) {
-        throw new WrennError('unavailable', pinnedHost ? `the host holding template '${row.template_id}' is unreachable` : 'no host is registered and reachable');
+        throw new WrennError(
+          'unavailable',
+          pinnedHost
+            ? `the host holding template '${row.template_id}' is unreachable`
+            : 'no host is registered and reachable',
+        );
       }
       const choice = chooseHost(loads, req);
       if (!choice) {
@@ -538,7 +732,10 @@ export class SandboxService {
       await trx.insertInto('sandboxes').values(row).execute();
       const meta = Object.entries(JSON.parse(row.metadata) as Record<string, string>);
       if (meta.length) {
-        await trx.insertInto('sandbox_metadata').values(meta.map(([key, value]) => ({ sandbox_id: row.id, key, value }))).execute();
+        await trx
+          .insertInto('sandbox_metadata')
+          .values(meta.map(([key, value]) => ({ sandbox_id: row.id, key, value })))
+          .execute();
       }
       return choice.hostId;
     });
@@ -546,7 +743,8 @@ export class SandboxService {
   }
 
   private async lockScheduler(trx: Transaction<Database>) {
-    if (this.db.dialect === 'postgres') await sql`select pg_advisory_xact_lock(${SCHEDULER_LOCK})`.execute(trx);
+    if (this.db.dialect === 'postgres')
+      await sql`select pg_advisory_xact_lock(${SCHEDULER_LOCK})`.execute(trx);
   }
 
   /** Ready hosts with fresh heartbeats, and what is used on each (DB reservations ∨ agent report). */
@@ -561,9 +759,17 @@ export class SandboxService {
     if (hosts.length === 0) return [];
     const live = await trx
       .selectFrom('sandboxes')
-      .select((eb) => ['host_id', eb.fn.sum<number>('vcpus').as('vcpus'), eb.fn.sum<number>('memory_mb').as('mem')])
+      .select((eb) => [
+        'host_id',
+        eb.fn.sum<number>('vcpus').as('vcpus'),
+        eb.fn.sum<number>('memory_mb').as('mem'),
+      ])
       .where('status', 'in', [...LIVE_STATUSES])
-      .where('host_id', 'in', hosts.map((h) => h.id))
+      .where(
+        'host_id',
+        'in',
+        hosts.map((h) => h.id),
+      )
       .groupBy('host_id')
       .execute();
     // A paused sandbox keeps its disk (overlay + snapshot) but no CPU or RAM.
@@ -571,14 +777,26 @@ export class SandboxService {
       .selectFrom('sandboxes')
       .select((eb) => ['host_id', eb.fn.sum<number>('disk_mb').as('disk')])
       .where('status', 'not in', ['stopped', 'error'])
-      .where('host_id', 'in', hosts.map((h) => h.id))
+      .where(
+        'host_id',
+        'in',
+        hosts.map((h) => h.id),
+      )
       .groupBy('host_id')
       .execute();
     return hosts.map((h) => {
       const l = live.find((x) => x.host_id === h.id);
       const d = disk.find((x) => x.host_id === h.id);
-      const reserved = { vcpus: Number(l?.vcpus ?? 0), memoryMb: Number(l?.mem ?? 0), diskMb: Number(d?.disk ?? 0) };
-      const reported = { vcpus: h.vcpus_used, memoryMb: Number(h.memory_used_mb), diskMb: Number(h.disk_used_mb) };
+      const reserved = {
+        vcpus: Number(l?.vcpus ?? 0),
+        memoryMb: Number(l?.mem ?? 0),
+        diskMb: Number(d?.disk ?? 0),
+      };
+      const reported = {
+        vcpus: h.vcpus_used,
+        memoryMb: Number(h.memory_used_mb),
+        diskMb: Number(h.disk_used_mb),
+      };
       return {
         hostId: h.id,
         capacity: { vcpus: h.vcpus, memoryMb: Number(h.memory_mb), diskMb: Number(h.disk_mb) },
@@ -606,7 +824,8 @@ export class SandboxService {
 
   private async requireHost(id: string, what: string): Promise<HostRow> {
     const host = await this.hostRow(id);
-    if (!host || host.status !== 'ready') throw new WrennError('unavailable', `cannot ${what}: host '${id}' is unreachable`);
+    if (!host || host.status !== 'ready')
+      throw new WrennError('unavailable', `cannot ${what}: host '${id}' is unreachable`);
     return host;
   }
 
@@ -634,4 +853,3 @@ function encodeOutput(buf: Buffer): { text: string; encoding: 'utf8' | 'base64' 
     return { text: buf.toString('base64'), encoding: 'base64' };
   }
 }
-
