@@ -1,11 +1,13 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { chmod, chown, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
 import { layout } from '@wrenn/common';
 import { buildImage } from '@wrenn/images';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
+const execFileP = promisify(execFile);
 const WRENN = resolve(import.meta.dirname, '../../../cli/bin/wrenn.mjs');
 const wrennDir = inject('wrennDir');
 
@@ -28,9 +30,23 @@ function wrenn(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<Ru
   });
 }
 
+/** Run the CLI as user `nobody` (65534), as a non-root user would. */
+function asNobody(args: string[], home: string): Promise<Run> {
+  return new Promise((done) =>
+    execFile(
+      'setpriv',
+      ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, WRENN, ...args],
+      { env: { ...process.env, HOME: home }, timeout: 300_000 },
+      (err, stdout, stderr) =>
+        done({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    ),
+  );
+}
+
 let empty: string;
 beforeAll(async () => {
   empty = await mkdtemp(join(tmpdir(), 'wrenn-cli-images-'));
+  await chmod(empty, 0o755); // `nobody` must reach its own directory inside
 });
 afterAll(() => rm(empty, { recursive: true, force: true }));
 
@@ -82,6 +98,29 @@ describe('wrenn images / doctor on the command line', () => {
     expect((await wrenn(['--dir', join(empty, 'nobody'), 'images', 'ls', '--json'])).stdout).toBe(
       '[]\n',
     );
+  });
+
+  it("minimal builds without root, and the image still has root-owned files and user's home", async () => {
+    const home = join(empty, 'unprivileged');
+    await mkdir(home);
+    await chown(home, 65534, 65534);
+    const r = await asNobody(
+      ['--dir', join(home, 'w'), 'images', 'build', 'minimal', '--quiet'],
+      home,
+    );
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toMatch(/^minimal: built /);
+    const rootfs = join(home, 'w', 'images', 'public', 'minimal', 'rootfs.ext4');
+    const owner = async (path: string) => {
+      const { stdout } = await execFileP('debugfs', ['-R', `stat ${path}`, rootfs]);
+      return stdout
+        .match(/User:\s+(\d+)\s+Group:\s+(\d+)/)
+        ?.slice(1, 3)
+        .map(Number);
+    };
+    expect(await owner('/home/user')).toEqual([1000, 1000]);
+    expect(await owner('/opt/wrenn/runtime/node')).toEqual([0, 0]);
+    expect(await owner('/etc/shadow')).toEqual([0, 0]);
   });
 
   it('images ls --json lists the built test images as valid', async () => {
