@@ -17,12 +17,12 @@
  */
 import { mkdir, mkdtemp, readdir, readFile, rm, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createLogger, layout, SYSTEM_TEAM, wrennDir } from '@wrenn/common';
-import { agentClient } from '../packages/agent/test/support/agent-process.ts';
 import { startAgent } from '@wrenn/agent';
 import { TEMPLATE_SNAPSHOT_DIR } from '@wrenn/agent/templates.ts';
 import { hostAccelerator, QemuDriver } from '@wrenn/agent/vmm/qemu/index.ts';
+import { createLogger, layout, SYSTEM_TEAM, wrennDir } from '@wrenn/common';
 import { bootFiles, buildImage, listImages } from '@wrenn/images';
+import { agentClient } from '../packages/agent/test/support/agent-process.ts';
 import { type FloorVm, median, rawCloneFloor, rawPauseResumeFloors } from './vmm-floor.ts';
 
 const TOKEN = 'bench-host-token';
@@ -51,9 +51,15 @@ export async function run(): Promise<Record<string, unknown>> {
   const dir = await mkdtemp('/tmp/wbench-');
   for (const name of ['kernels', 'cache']) await symlink(join(source, name), join(dir, name));
   await mkdir(join(dir, 'images'));
-  for (const team of await readdir(join(source, 'images'))) await symlink(join(source, 'images', team), join(dir, 'images', team));
+  for (const team of await readdir(join(source, 'images')))
+    await symlink(join(source, 'images', team), join(dir, 'images', team));
 
-  const agent = await startAgent({ dir, hostToken: TOKEN, maxSlots: Math.max(64, parallel + 4), log: createLogger('agent', 'warn') });
+  const agent = await startAgent({
+    dir,
+    hostToken: TOKEN,
+    maxSlots: Math.max(64, parallel + 4),
+    log: createLogger('agent', 'warn'),
+  });
   const c = agentClient(agent.url, TOKEN);
   const out: Record<string, unknown> = {};
   try {
@@ -66,7 +72,9 @@ export async function run(): Promise<Record<string, unknown>> {
     const resume: number[] = [];
     for (let i = 0; i < runs; i++) {
       const id = `b${i}`;
-      create.push((await timed(() => c.create({ sandboxId: id, teamId: 'bench', templateId: 'minimal' })))[0]);
+      create.push(
+        (await timed(() => c.create({ sandboxId: id, teamId: 'bench', templateId: 'minimal' })))[0],
+      );
       pause.push((await timed(() => c.pause({ sandboxId: id })))[0]);
       resume.push((await timed(() => c.resume({ sandboxId: id })))[0]);
       await c.destroy({ sandboxId: id });
@@ -75,7 +83,13 @@ export async function run(): Promise<Record<string, unknown>> {
     // Floors on the same template files, same run.
     const image = (await listImages(source)).find((i) => i.name === 'minimal' && i.valid)!;
     const files = bootFiles(source, { ...image, manifest: image.manifest! });
-    const vm: FloorVm = { kernel: files.kernel, initrd: files.initrd, cmdline: files.cmdline, vcpus: 1, memoryMb: 512 };
+    const vm: FloorVm = {
+      kernel: files.kernel,
+      initrd: files.initrd,
+      cmdline: files.cmdline,
+      vcpus: 1,
+      memoryMb: 512,
+    };
     const driver = new QemuDriver({ accel: (await hostAccelerator(dir)).accelerator });
     const templateDir = join(layout(dir).image(SYSTEM_TEAM, 'minimal'), TEMPLATE_SNAPSHOT_DIR);
     const clone = await rawCloneFloor(driver, vm, templateDir, runs);
@@ -83,7 +97,11 @@ export async function run(): Promise<Record<string, unknown>> {
 
     // 20 at once.
     const ids = Array.from({ length: parallel }, (_, i) => `p${i}`);
-    const [wall] = await timed(() => Promise.all(ids.map((id) => c.create({ sandboxId: id, teamId: 'bench', templateId: 'minimal' }))));
+    const [wall] = await timed(() =>
+      Promise.all(
+        ids.map((id) => c.create({ sandboxId: id, teamId: 'bench', templateId: 'minimal' })),
+      ),
+    );
     const pids = ids.map((id) => agent.manager.get(id).vm!.pid);
     const pss = await Promise.all(pids.map(pssKb));
     const pssMb = median(pss) / 1024;
@@ -94,13 +112,21 @@ export async function run(): Promise<Record<string, unknown>> {
       ['pause', median(pause), pr.migrate.medianMs, 'raw migrate-to-file'],
       ['resume → envd ready', median(resume), pr.restore.medianMs, 'raw restore'],
     ] as const;
-    process.stdout.write(`agent lifecycle, ${runs} runs each, accelerator ${agent.manager.accelerator}\n`);
+    process.stdout.write(
+      `agent lifecycle, ${runs} runs each, accelerator ${agent.manager.accelerator}\n`,
+    );
     for (const [name, agentMs, floorMs, floorName] of rows) {
-      process.stdout.write(`  ${name.padEnd(22)} ${ms(agentMs).padStart(9)}   floor (${floorName}) ${ms(floorMs).padStart(9)}   ratio ${(agentMs / floorMs).toFixed(2)}×\n`);
+      process.stdout.write(
+        `  ${name.padEnd(22)} ${ms(agentMs).padStart(9)}   floor (${floorName}) ${ms(floorMs).padStart(9)}   ratio ${(agentMs / floorMs).toFixed(2)}×\n`,
+      );
     }
     const serial = parallel * median(create);
-    process.stdout.write(`  ${parallel} creates in parallel: wall ${ms(wall)} vs ${parallel} × serial median ${ms(serial)} (${(wall / serial).toFixed(2)}×)\n`);
-    process.stdout.write(`  PSS per idle sandbox with ${parallel} running: median ${pssMb.toFixed(0)} MiB (guest RAM 512 MiB; ${parallel} × guest = ${parallel * 512} MiB, measured total ${(pss.reduce((a, b) => a + b, 0) / 1024).toFixed(0)} MiB)\n`);
+    process.stdout.write(
+      `  ${parallel} creates in parallel: wall ${ms(wall)} vs ${parallel} × serial median ${ms(serial)} (${(wall / serial).toFixed(2)}×)\n`,
+    );
+    process.stdout.write(
+      `  PSS per idle sandbox with ${parallel} running: median ${pssMb.toFixed(0)} MiB (guest RAM 512 MiB; ${parallel} × guest = ${parallel * 512} MiB, measured total ${(pss.reduce((a, b) => a + b, 0) / 1024).toFixed(0)} MiB)\n`,
+    );
     Object.assign(out, {
       runs,
       accelerator: agent.manager.accelerator,
@@ -117,7 +143,8 @@ export async function run(): Promise<Record<string, unknown>> {
     });
     return out;
   } finally {
-    for (const s of (await c.list({})).sandboxes) await c.destroy({ sandboxId: s.sandboxId }).catch(() => undefined);
+    for (const s of (await c.list({})).sandboxes)
+      await c.destroy({ sandboxId: s.sandboxId }).catch(() => undefined);
     await agent.close();
     await rm(dir, { recursive: true, force: true });
   }

@@ -1,7 +1,6 @@
-import { mkdir } from 'node:fs/promises';
+import { mkdir, statfs } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
-import { statfs } from 'node:fs/promises';
-import { createLogger, layout, type Logger, WrennError } from '@wrenn/common';
+import { createLogger, type Logger, layout, WrennError } from '@wrenn/common';
 import { type DriverBundle, defaultDriver } from './driver-factory.ts';
 import { Manager, type TemplateSnapshotBuilder } from './manager.ts';
 import { MetricsSampler } from './metrics.ts';
@@ -67,7 +66,9 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     bundle = {
       driver: opts.driver,
       accelerator: opts.accelerator ?? 'none',
-      ...(opts.templateSnapshotBuilder ? { templateSnapshotBuilder: opts.templateSnapshotBuilder } : {}),
+      ...(opts.templateSnapshotBuilder
+        ? { templateSnapshotBuilder: opts.templateSnapshotBuilder }
+        : {}),
     };
   } else bundle = await defaultDriver(opts.dir);
 
@@ -77,7 +78,9 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     driver: bundle.driver,
     log,
     accelerator: bundle.accelerator,
-    ...(bundle.templateSnapshotBuilder ? { templateSnapshotBuilder: bundle.templateSnapshotBuilder } : {}),
+    ...(bundle.templateSnapshotBuilder
+      ? { templateSnapshotBuilder: bundle.templateSnapshotBuilder }
+      : {}),
     capacity: {
       vcpus: cpus().length,
       memoryMb: Math.floor(totalmem() / 1024 / 1024),
@@ -97,7 +100,13 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
 
   let hostId = (await readIdentity(opts.dir).catch(() => undefined))?.hostId ?? '';
   let token = opts.hostToken;
-  const app = await buildServer({ m, metrics, hostId: () => hostId, version: AGENT_VERSION, token: () => token });
+  const app = await buildServer({
+    m,
+    metrics,
+    hostId: () => hostId,
+    version: AGENT_VERSION,
+    token: () => token,
+  });
   const host = opts.host ?? '127.0.0.1';
   await app.listen({ host, port: opts.port ?? 0 });
   const addr = app.server.address();
@@ -132,7 +141,11 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
         metrics.stop();
         m.closing = true;
         await app.close();
-        await shutdownSandboxes(m, opts.pauseOnShutdown === true, opts.shutdownDeadlineMs ?? 60_000);
+        await shutdownSandboxes(
+          m,
+          opts.pauseOnShutdown === true,
+          opts.shutdownDeadlineMs ?? 60_000,
+        );
         // VMs left running keep running; only our control connections to them close.
         await (m.driver as { detachAll?: () => Promise<void> }).detachAll?.();
         log.info({ event: 'closed' }, 'agent closed');

@@ -25,7 +25,10 @@ export class CleanupStack {
       try {
         await fn();
       } catch (e) {
-        this.log.warn({ event: 'cleanup-failed', undo: name, error: errorMessage(e) }, 'cleanup step failed');
+        this.log.warn(
+          { event: 'cleanup-failed', undo: name, error: errorMessage(e) },
+          'cleanup step failed',
+        );
       }
     }
   }

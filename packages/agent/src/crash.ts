@@ -65,7 +65,10 @@ export async function step<V extends Verb, T>(
 ): Promise<T> {
   const started = performance.now();
   const out = await fn();
-  log.debug({ event: `${verb}:${name}`, ms: Math.round(performance.now() - started), ...fields }, `${verb}:${name}`);
+  log.debug(
+    { event: `${verb}:${name}`, ms: Math.round(performance.now() - started), ...fields },
+    `${verb}:${name}`,
+  );
   crashPoint(`${verb}:${name}`);
   return out;
 }

@@ -22,10 +22,16 @@ export async function createOverlay(
   } catch (e) {
     const stderr = String((e as { stderr?: string }).stderr ?? '').trim();
     if (/smaller than/i.test(stderr)) {
-      throw new WrennError('invalid_argument', `disk_mb ${diskMb} is smaller than the template's base image`);
+      throw new WrennError(
+        'invalid_argument',
+        `disk_mb ${diskMb} is smaller than the template's base image`,
+      );
     }
-    if (/No space left/i.test(stderr)) throw new WrennError('resource_exhausted', `no space left for ${overlay}`);
-    throw new WrennError('internal', `qemu-img create failed: ${stderr || (e as Error).message}`, { cause: e });
+    if (/No space left/i.test(stderr))
+      throw new WrennError('resource_exhausted', `no space left for ${overlay}`);
+    throw new WrennError('internal', `qemu-img create failed: ${stderr || (e as Error).message}`, {
+      cause: e,
+    });
   }
 }
 
@@ -33,10 +39,15 @@ export async function createOverlay(
 export async function backingFileOf(image: string): Promise<string | undefined> {
   try {
     const { stdout } = await execFileP(QEMU_IMG, ['info', '--output=json', '-U', image]);
-    const info = JSON.parse(stdout) as { 'full-backing-filename'?: string; 'backing-filename'?: string };
+    const info = JSON.parse(stdout) as {
+      'full-backing-filename'?: string;
+      'backing-filename'?: string;
+    };
     return info['full-backing-filename'] ?? info['backing-filename'];
   } catch (e) {
-    throw new WrennError('internal', `qemu-img info ${image}: ${(e as Error).message}`, { cause: e });
+    throw new WrennError('internal', `qemu-img info ${image}: ${(e as Error).message}`, {
+      cause: e,
+    });
   }
 }
 
@@ -46,6 +57,8 @@ export async function flattenToRaw(overlay: string, out: string): Promise<void> 
     await execFileP(QEMU_IMG, ['convert', '-q', '-f', 'qcow2', '-O', 'raw', overlay, out]);
   } catch (e) {
     const stderr = String((e as { stderr?: string }).stderr ?? '').trim();
-    throw new WrennError('internal', `qemu-img convert failed: ${stderr || (e as Error).message}`, { cause: e });
+    throw new WrennError('internal', `qemu-img convert failed: ${stderr || (e as Error).message}`, {
+      cause: e,
+    });
   }
 }

@@ -16,13 +16,19 @@ export interface EnvdInit {
 const base = (port: number) => `http://127.0.0.1:${port}`;
 
 /** Poll `/health` until 204, up to `timeoutMs`. */
-export async function waitEnvdHealthy(port: number, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+export async function waitEnvdHealthy(
+  port: number,
+  timeoutMs: number,
+  signal?: AbortSignal,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last = 'no answer';
   while (Date.now() < deadline) {
     if (signal?.aborted) throw new WrennError('unavailable', 'aborted while waiting for envd');
     try {
-      const res = await fetch(`${base(port)}/health`, { signal: AbortSignal.timeout(Math.min(2000, Math.max(100, deadline - Date.now()))) });
+      const res = await fetch(`${base(port)}/health`, {
+        signal: AbortSignal.timeout(Math.min(2000, Math.max(100, deadline - Date.now()))),
+      });
       await res.body?.cancel();
       if (res.status === 204 || res.status === 200) return;
       last = `HTTP ${res.status}`;
@@ -31,15 +37,27 @@ export async function waitEnvdHealthy(port: number, timeoutMs: number, signal?: 
     }
     await new Promise((r) => setTimeout(r, 20));
   }
-  throw new WrennError('deadline_exceeded', `envd did not become healthy within ${timeoutMs} ms (${last})`);
+  throw new WrennError(
+    'deadline_exceeded',
+    `envd did not become healthy within ${timeoutMs} ms (${last})`,
+  );
 }
 
-async function post(port: number, path: string, body: unknown, token: string | undefined, timeoutMs: number) {
+async function post(
+  port: number,
+  path: string,
+  body: unknown,
+  token: string | undefined,
+  timeoutMs: number,
+) {
   let res: Response;
   try {
     res = await fetch(`${base(port)}${path}`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', ...(token ? { 'x-access-token': token } : {}) },
+      headers: {
+        'content-type': 'application/json',
+        ...(token ? { 'x-access-token': token } : {}),
+      },
       body: JSON.stringify(body),
       signal: AbortSignal.timeout(timeoutMs),
     });
@@ -47,10 +65,16 @@ async function post(port: number, path: string, body: unknown, token: string | u
     throw new WrennError('unavailable', `envd ${path}: ${(e as Error).message}`, { cause: e });
   }
   const text = await res.text();
-  if (res.status >= 300) throw new WrennError('unavailable', `envd ${path}: HTTP ${res.status} ${text.slice(0, 200)}`);
+  if (res.status >= 300)
+    throw new WrennError('unavailable', `envd ${path}: HTTP ${res.status} ${text.slice(0, 200)}`);
 }
 
-export async function initEnvd(port: number, init: EnvdInit, currentToken: string | undefined, timeoutMs = 10_000) {
+export async function initEnvd(
+  port: number,
+  init: EnvdInit,
+  currentToken: string | undefined,
+  timeoutMs = 10_000,
+) {
   await post(port, '/init', init, currentToken, timeoutMs);
 }
 

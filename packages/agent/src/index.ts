@@ -3,8 +3,8 @@
  * pause snapshots, startup recovery, the TTL reaper, metrics, and the Connect RPC API and
  * proxy the control plane calls. See the package README.
  */
-export { startAgent, type AgentOptions, type RunningAgent, AGENT_VERSION } from './agent.ts';
+export { AGENT_VERSION, type AgentOptions, type RunningAgent, startAgent } from './agent.ts';
 export { ALL_CRASH_POINTS, CRASH_POINTS } from './crash.ts';
-export { HOST_TOKEN_HEADER } from './server/auth.ts';
-export { Manager, LIMITS, type TemplateSnapshotBuilder } from './manager.ts';
+export { LIMITS, Manager, type TemplateSnapshotBuilder } from './manager.ts';
 export type { Sandbox, SandboxStatus } from './sandbox.ts';
+export { HOST_TOKEN_HEADER } from './server/auth.ts';

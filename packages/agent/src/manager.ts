@@ -88,7 +88,8 @@ export class Manager {
   }
 
   get(id: string): Sandbox {
-    if (!isValidId(id)) throw new WrennError('invalid_argument', `bad sandbox id ${JSON.stringify(id)}`);
+    if (!isValidId(id))
+      throw new WrennError('invalid_argument', `bad sandbox id ${JSON.stringify(id)}`);
     const sb = this.boxes.get(id);
     if (!sb) throw new WrennError('not_found', `sandbox ${id} not found`);
     return sb;
@@ -97,7 +98,10 @@ export class Manager {
   /** Throws failed_precondition unless the sandbox is in one of `allowed`. */
   expectStatus(sb: Sandbox, verb: string, ...allowed: SandboxStatus[]): void {
     if (!allowed.includes(sb.status)) {
-      throw new WrennError('failed_precondition', `cannot ${verb} sandbox ${sb.id}: it is ${sb.status}`);
+      throw new WrennError(
+        'failed_precondition',
+        `cannot ${verb} sandbox ${sb.id}: it is ${sb.status}`,
+      );
     }
   }
 

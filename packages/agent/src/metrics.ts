@@ -78,7 +78,10 @@ export class MetricsSampler {
       this.last.set(sb.id, { ticks: proc.ticks, at: now, pid });
       const cpu =
         prev && prev.pid === pid && now > prev.at
-          ? Math.min(100, (((proc.ticks - prev.ticks) / CLK_TCK) * 1000 * 100) / ((now - prev.at) * sb.vcpus))
+          ? Math.min(
+              100,
+              (((proc.ticks - prev.ticks) / CLK_TCK) * 1000 * 100) / ((now - prev.at) * sb.vcpus),
+            )
           : 0;
       const overlay = await stat(sandboxPaths(this.m.dir, sb.id).overlay).catch(() => undefined);
       let ring = this.rings.get(sb.id);
@@ -93,7 +96,7 @@ export class MetricsSampler {
         memUsedBytes: Math.min(proc.rssBytes, sb.memoryMb * 1024 * 1024),
         memTotalBytes: sb.memoryMb * 1024 * 1024,
         diskUsedBytes: overlay ? overlay.blocks * 512 : 0,
-        diskTotalBytes: sb.diskMb ? sb.diskMb * 1024 * 1024 : overlay?.size ?? 0,
+        diskTotalBytes: sb.diskMb ? sb.diskMb * 1024 * 1024 : (overlay?.size ?? 0),
       });
     }
   }

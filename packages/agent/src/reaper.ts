@@ -20,7 +20,10 @@ export class Reaper {
 
   start(): void {
     this.timer = setInterval(() => {
-      if (!this.ticking) this.ticking = this.tick().then(() => undefined).finally(() => (this.ticking = undefined));
+      if (!this.ticking)
+        this.ticking = this.tick()
+          .then(() => undefined)
+          .finally(() => (this.ticking = undefined));
     }, this.intervalMs);
     this.timer.unref();
   }
@@ -32,7 +35,9 @@ export class Reaper {
 
   /** One pass; returns the ids acted on. `now` is injectable so tests need no clock. */
   async tick(now = Date.now()): Promise<{ paused: string[]; killed: string[] }> {
-    const due = [...this.m.boxes.values()].filter((sb) => sb.status === 'running' && sb.endAt > 0 && sb.endAt <= now);
+    const due = [...this.m.boxes.values()].filter(
+      (sb) => sb.status === 'running' && sb.endAt > 0 && sb.endAt <= now,
+    );
     const out = { paused: [] as string[], killed: [] as string[] };
     await Promise.all(
       due.map(async (sb) => {
@@ -45,10 +50,16 @@ export class Reaper {
             await destroySandbox(this.m, sb.id);
             out.killed.push(sb.id);
           }
-          this.m.log.info({ event: 'reaper', sandbox: sb.id, action: sb.timeoutAction }, 'timeout reached');
+          this.m.log.info(
+            { event: 'reaper', sandbox: sb.id, action: sb.timeoutAction },
+            'timeout reached',
+          );
         } catch (e) {
           // Raced with another verb (the lock serialised it and the status moved on), or failed.
-          this.m.log.warn({ event: 'reaper-failed', sandbox: sb.id, error: errorMessage(e) }, 'reaper could not act');
+          this.m.log.warn(
+            { event: 'reaper-failed', sandbox: sb.id, error: errorMessage(e) },
+            'reaper could not act',
+          );
         }
       }),
     );

@@ -18,7 +18,8 @@ export class RefCounts {
 
   release(key: string): void {
     const n = this.counts.get(key);
-    if (!n) throw new WrennError('internal', `release of base image ${key} that was never acquired`);
+    if (!n)
+      throw new WrennError('internal', `release of base image ${key} that was never acquired`);
     if (n === 1) this.counts.delete(key);
     else this.counts.set(key, n - 1);
   }

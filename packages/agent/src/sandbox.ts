@@ -1,6 +1,6 @@
-import type { VmRef } from './vmm/driver.ts';
 import { ConnTracker } from './conn-tracker.ts';
 import { Lock } from './lock.ts';
+import type { VmRef } from './vmm/driver.ts';
 
 export type SandboxStatus =
   | 'starting'

@@ -8,7 +8,11 @@ import type { Manager } from './manager.ts';
  * the deadline is left to finish or die with the process; its VM is re-adopted or its
  * staging dir swept at the next start, so nothing is lost either way.
  */
-export async function shutdownSandboxes(m: Manager, pauseAll: boolean, deadlineMs = 60_000): Promise<{ paused: string[]; failed: string[] }> {
+export async function shutdownSandboxes(
+  m: Manager,
+  pauseAll: boolean,
+  deadlineMs = 60_000,
+): Promise<{ paused: string[]; failed: string[] }> {
   m.closing = true;
   const out = { paused: [] as string[], failed: [] as string[] };
   if (!pauseAll) return out;
@@ -21,7 +25,10 @@ export async function shutdownSandboxes(m: Manager, pauseAll: boolean, deadlineM
           () => out.paused.push(sb.id),
           (e) => {
             out.failed.push(sb.id);
-            m.log.warn({ event: 'shutdown-pause-failed', sandbox: sb.id, error: errorMessage(e) }, 'pause at shutdown failed');
+            m.log.warn(
+              { event: 'shutdown-pause-failed', sandbox: sb.id, error: errorMessage(e) },
+              'pause at shutdown failed',
+            );
           },
         ),
     ),

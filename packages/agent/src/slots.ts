@@ -44,7 +44,10 @@ export class SlotAllocator {
       if (await portFree(this.envdPort(i))) return i;
       this.held.delete(i);
     }
-    throw new WrennError('resource_exhausted', `no free slot on this host (${this.maxSlots} slots)`);
+    throw new WrennError(
+      'resource_exhausted',
+      `no free slot on this host (${this.maxSlots} slots)`,
+    );
   }
 
   /** Take a given slot (restoring a paused sandbox). */
@@ -57,7 +60,8 @@ export class SlotAllocator {
   }
 
   release(slot: number): void {
-    if (!this.held.delete(slot)) throw new WrennError('internal', `release of slot ${slot} that is not held`);
+    if (!this.held.delete(slot))
+      throw new WrennError('internal', `release of slot ${slot} that is not held`);
   }
 }
 

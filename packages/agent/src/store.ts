@@ -2,8 +2,8 @@ import { readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fsyncPath, isValidId, layout, writeFileAtomic } from '@wrenn/common';
 import { z } from 'zod';
-import type { VmRef } from './vmm/driver.ts';
 import type { Sandbox, SandboxSpec } from './sandbox.ts';
+import type { VmRef } from './vmm/driver.ts';
 
 /**
  * The on-disk store (DESIGN.md section 4):
@@ -35,7 +35,8 @@ export const sandboxPaths = (dir: string, id: string) => {
 
 export const stagingName = (id: string, ns = nowNs()) => `${id}.staging-${ns}`;
 export const trashName = (id: string, ns = nowNs()) => `${id}.trash-${ns}`;
-export const isStagingOrTrash = (name: string) => name.includes('.staging-') || name.includes('.trash-');
+export const isStagingOrTrash = (name: string) =>
+  name.includes('.staging-') || name.includes('.trash-');
 
 export function nowNs(): string {
   return (BigInt(Date.now()) * 1_000_000n + (process.hrtime.bigint() % 1_000_000n)).toString();
@@ -90,7 +91,9 @@ export const runningStateSchema = z.object({
   env_vars: record,
   envd_access_token: z.string(),
   base_image: z.string(),
-  vm: z.custom<VmRef>((v) => typeof v === 'object' && v !== null && typeof (v as VmRef).pid === 'number'),
+  vm: z.custom<VmRef>(
+    (v) => typeof v === 'object' && v !== null && typeof (v as VmRef).pid === 'number',
+  ),
 });
 export type RunningState = z.infer<typeof runningStateSchema>;
 
@@ -111,7 +114,12 @@ export function specFromMeta(m: PauseMeta | RunningState): SandboxSpec {
   };
 }
 
-export function runningStateOf(sb: Sandbox, phase: RunningState['phase'], vm: VmRef, baseImage: string): RunningState {
+export function runningStateOf(
+  sb: Sandbox,
+  phase: RunningState['phase'],
+  vm: VmRef,
+  baseImage: string,
+): RunningState {
   return {
     version: 1,
     phase,
@@ -135,7 +143,12 @@ export function runningStateOf(sb: Sandbox, phase: RunningState['phase'], vm: Vm
   };
 }
 
-export function pauseMetaOf(sb: Sandbox, baseImage: string, remainingMs: number, files: PauseMeta['files']): PauseMeta {
+export function pauseMetaOf(
+  sb: Sandbox,
+  baseImage: string,
+  remainingMs: number,
+  files: PauseMeta['files'],
+): PauseMeta {
   return {
     version: 1,
     sandbox_id: sb.id,
@@ -175,19 +188,26 @@ async function readJson(path: string): Promise<unknown> {
  */
 export async function readPauseMeta(snapDir: string): Promise<PauseMeta> {
   const parsed = pauseMetaSchema.safeParse(await readJson(join(snapDir, PAUSE_META)));
-  if (!parsed.success) throw new CorruptFileError(`${PAUSE_META}: ${parsed.error.issues[0]?.path.join('.')}: ${parsed.error.issues[0]?.message}`);
+  if (!parsed.success)
+    throw new CorruptFileError(
+      `${PAUSE_META}: ${parsed.error.issues[0]?.path.join('.')}: ${parsed.error.issues[0]?.message}`,
+    );
   const meta = parsed.data;
   for (const f of meta.files) {
     const st = await stat(join(snapDir, f.name)).catch(() => undefined);
     if (!st) throw new CorruptFileError(`${f.name} is missing`);
-    if (st.size !== f.size) throw new CorruptFileError(`${f.name} is ${st.size} bytes, meta says ${f.size}`);
+    if (st.size !== f.size)
+      throw new CorruptFileError(`${f.name} is ${st.size} bytes, meta says ${f.size}`);
   }
   return meta;
 }
 
 export async function readRunningState(liveDir: string): Promise<RunningState> {
   const parsed = runningStateSchema.safeParse(await readJson(join(liveDir, RUNNING_STATE)));
-  if (!parsed.success) throw new CorruptFileError(`${RUNNING_STATE}: ${parsed.error.issues[0]?.path.join('.')}: ${parsed.error.issues[0]?.message}`);
+  if (!parsed.success)
+    throw new CorruptFileError(
+      `${RUNNING_STATE}: ${parsed.error.issues[0]?.path.join('.')}: ${parsed.error.issues[0]?.message}`,
+    );
   return parsed.data;
 }
 
@@ -196,7 +216,11 @@ export async function writeRunningState(liveDir: string, state: RunningState): P
 }
 
 /** Team and template ids must be DNS-label safe ids (they name directories). */
-export function validIds(m: { sandbox_id: string; team_id: string; template_id: string }): string | undefined {
+export function validIds(m: {
+  sandbox_id: string;
+  team_id: string;
+  template_id: string;
+}): string | undefined {
   if (!isValidId(m.sandbox_id)) return `bad sandbox_id ${JSON.stringify(m.sandbox_id)}`;
   if (!isValidId(m.team_id)) return `bad team_id ${JSON.stringify(m.team_id)}`;
   if (!isValidId(m.template_id)) return `bad template_id ${JSON.stringify(m.template_id)}`;
@@ -213,10 +237,12 @@ export async function trashDir(sandboxesDir: string, name: string): Promise<stri
 }
 
 export async function listSandboxDirs(sandboxesDir: string): Promise<string[]> {
-  const entries = await readdir(sandboxesDir, { withFileTypes: true }).catch((e: NodeJS.ErrnoException) => {
-    if (e.code === 'ENOENT') return [];
-    throw e;
-  });
+  const entries = await readdir(sandboxesDir, { withFileTypes: true }).catch(
+    (e: NodeJS.ErrnoException) => {
+      if (e.code === 'ENOENT') return [];
+      throw e;
+    },
+  );
   return entries.filter((e) => e.isDirectory()).map((e) => e.name);
 }
 

@@ -1,7 +1,14 @@
 import { readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
+import {
+  fsyncPath,
+  isValidId,
+  layout,
+  SYSTEM_TEAM,
+  WrennError,
+  writeFileAtomic,
+} from '@wrenn/common';
 import { readManifest } from '@wrenn/images';
-import { fsyncPath, isValidId, layout, SYSTEM_TEAM, WrennError, writeFileAtomic } from '@wrenn/common';
 
 /**
  * Templates on disk: `images/<team>/<template>/` holds `rootfs.ext4` (the read-only base
@@ -57,13 +64,22 @@ interface TemplateJson {
   cmdline?: string;
 }
 
-export async function resolveTemplate(dir: string, teamId: string, templateId: string): Promise<Template> {
-  if (!isValidId(teamId)) throw new WrennError('invalid_argument', `bad team id ${JSON.stringify(teamId)}`);
-  if (!isValidId(templateId)) throw new WrennError('invalid_argument', `bad template id ${JSON.stringify(templateId)}`);
+export async function resolveTemplate(
+  dir: string,
+  teamId: string,
+  templateId: string,
+): Promise<Template> {
+  if (!isValidId(teamId))
+    throw new WrennError('invalid_argument', `bad team id ${JSON.stringify(teamId)}`);
+  if (!isValidId(templateId))
+    throw new WrennError('invalid_argument', `bad template id ${JSON.stringify(templateId)}`);
   const tdir = layout(dir).image(teamId, templateId);
   const baseImage = join(tdir, BASE_IMAGE);
   if (!(await exists(baseImage))) {
-    throw new WrennError('not_found', `template ${teamId}/${templateId} not found (no ${baseImage})`);
+    throw new WrennError(
+      'not_found',
+      `template ${teamId}/${templateId} not found (no ${baseImage})`,
+    );
   }
   const tj = (await readFile(join(tdir, 'template.json'), 'utf8')
     .then((t) => JSON.parse(t) as TemplateJson)
@@ -71,7 +87,10 @@ export async function resolveTemplate(dir: string, teamId: string, templateId: s
   // The image builder's manifest names the kernel, initramfs and command line it was built for.
   const manifest = await readManifest(tdir).catch(() => undefined);
   const { kernel, initrd } = manifest
-    ? { kernel: join(dir, manifest.kernel.vmlinuz.path), initrd: join(dir, manifest.kernel.initramfs.path) }
+    ? {
+        kernel: join(dir, manifest.kernel.vmlinuz.path),
+        initrd: join(dir, manifest.kernel.initramfs.path),
+      }
     : await resolveKernel(dir, tj);
   const snapshotDir = join(tdir, TEMPLATE_SNAPSHOT_DIR);
   const snapshotMeta = await readFile(join(snapshotDir, TEMPLATE_SNAPSHOT_META), 'utf8')
@@ -84,7 +103,11 @@ export async function resolveTemplate(dir: string, teamId: string, templateId: s
     baseImage,
     kernel,
     initrd,
-    ...(manifest?.kernel.cmdline ? { cmdline: manifest.kernel.cmdline } : tj.cmdline ? { cmdline: tj.cmdline } : {}),
+    ...(manifest?.kernel.cmdline
+      ? { cmdline: manifest.kernel.cmdline }
+      : tj.cmdline
+        ? { cmdline: tj.cmdline }
+        : {}),
     ...(snapshotMeta ? { snapshotDir, snapshotMeta } : {}),
   };
 }
@@ -94,7 +117,10 @@ export async function resolveTemplate(dir: string, teamId: string, templateId: s
  * (absolute, or relative to `kernels/`), else the newest `vmlinuz-<v>` with its
  * `initramfs-<v>` under `kernels/`.
  */
-async function resolveKernel(dir: string, tj: TemplateJson): Promise<{ kernel: string; initrd: string }> {
+async function resolveKernel(
+  dir: string,
+  tj: TemplateJson,
+): Promise<{ kernel: string; initrd: string }> {
   const kdir = layout(dir).kernels;
   const abs = (p: string) => (isAbsolute(p) ? p : join(kdir, p));
   const named = tj.initrd ?? tj.initramfs;
@@ -109,7 +135,11 @@ async function resolveKernel(dir: string, tj: TemplateJson): Promise<{ kernel: s
   }
   versions.sort((a, b) => b.mtime - a.mtime);
   const v = versions[0]?.v;
-  if (!v) throw new WrennError('failed_precondition', `no kernel in ${kdir}: build images first (wrenn images build minimal)`);
+  if (!v)
+    throw new WrennError(
+      'failed_precondition',
+      `no kernel in ${kdir}: build images first (wrenn images build minimal)`,
+    );
   return { kernel: join(kdir, `vmlinuz-${v}`), initrd: join(kdir, `initramfs-${v}`) };
 }
 
@@ -117,7 +147,11 @@ async function resolveKernel(dir: string, tj: TemplateJson): Promise<{ kernel: s
  * The template a sandbox of `teamId` means by `templateId`: the team's own, else the
  * built-in one of team `public` (SYSTEM_TEAM).
  */
-export async function resolveTemplateFor(dir: string, teamId: string, templateId: string): Promise<Template> {
+export async function resolveTemplateFor(
+  dir: string,
+  teamId: string,
+  templateId: string,
+): Promise<Template> {
   try {
     return await resolveTemplate(dir, teamId, templateId);
   } catch (e) {
@@ -145,9 +179,16 @@ export async function listTemplates(dir: string): Promise<Template[]> {
 }
 
 /** Write a template snapshot's meta last, fsync everything, and rename the dir into place. */
-export async function promoteTemplateSnapshot(stagingDir: string, finalDir: string, meta: TemplateSnapshotMeta) {
+export async function promoteTemplateSnapshot(
+  stagingDir: string,
+  finalDir: string,
+  meta: TemplateSnapshotMeta,
+) {
   for (const f of await readdir(stagingDir)) await fsyncPath(join(stagingDir, f));
-  await writeFileAtomic(join(stagingDir, TEMPLATE_SNAPSHOT_META), `${JSON.stringify(meta, null, 2)}\n`);
+  await writeFileAtomic(
+    join(stagingDir, TEMPLATE_SNAPSHOT_META),
+    `${JSON.stringify(meta, null, 2)}\n`,
+  );
   await fsyncPath(stagingDir);
   await rm(finalDir, { recursive: true, force: true });
   await rename(stagingDir, finalDir);

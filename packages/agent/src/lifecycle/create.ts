@@ -33,11 +33,24 @@ function inRange(name: string, v: number, min: number, max: number): number {
 }
 
 export function validateCreate(p: CreateParams): SandboxSpec {
-  if (!isValidId(p.sandboxId)) throw new WrennError('invalid_argument', `bad sandbox id ${JSON.stringify(p.sandboxId)}`);
-  if (!isValidId(p.teamId)) throw new WrennError('invalid_argument', `bad team id ${JSON.stringify(p.teamId)}`);
-  if (!isValidId(p.templateId)) throw new WrennError('invalid_argument', `bad template id ${JSON.stringify(p.templateId)}`);
-  const vcpus = inRange('vcpus', p.vcpus || LIMITS.vcpus.default, LIMITS.vcpus.min, LIMITS.vcpus.max);
-  const memoryMb = inRange('memory_mb', p.memoryMb || LIMITS.memoryMb.default, LIMITS.memoryMb.min, LIMITS.memoryMb.max);
+  if (!isValidId(p.sandboxId))
+    throw new WrennError('invalid_argument', `bad sandbox id ${JSON.stringify(p.sandboxId)}`);
+  if (!isValidId(p.teamId))
+    throw new WrennError('invalid_argument', `bad team id ${JSON.stringify(p.teamId)}`);
+  if (!isValidId(p.templateId))
+    throw new WrennError('invalid_argument', `bad template id ${JSON.stringify(p.templateId)}`);
+  const vcpus = inRange(
+    'vcpus',
+    p.vcpus || LIMITS.vcpus.default,
+    LIMITS.vcpus.min,
+    LIMITS.vcpus.max,
+  );
+  const memoryMb = inRange(
+    'memory_mb',
+    p.memoryMb || LIMITS.memoryMb.default,
+    LIMITS.memoryMb.min,
+    LIMITS.memoryMb.max,
+  );
   const diskMb = inRange('disk_mb', p.diskMb ?? 0, LIMITS.diskMb.min, LIMITS.diskMb.max);
   const timeout = inRange('timeout_seconds', p.timeoutSeconds ?? 0, 0, LIMITS.timeoutSeconds.max);
   return {
@@ -69,7 +82,12 @@ export async function createSandbox(m: Manager, params: CreateParams): Promise<S
   if (m.boxes.has(id)) throw new WrennError('conflict', `sandbox ${id} already exists`);
   const tpl = await resolveTemplateFor(m.dir, spec.teamId, spec.templateId);
   const paths = sandboxPaths(m.dir, id);
-  if (await stat(paths.live).then(() => true, () => false)) {
+  if (
+    await stat(paths.live).then(
+      () => true,
+      () => false,
+    )
+  ) {
     throw new WrennError('conflict', `sandbox ${id} already has a directory on this host`);
   }
   const sb = newSandbox(spec, 0, 'starting');
@@ -99,10 +117,17 @@ export async function createSandbox(m: Manager, params: CreateParams): Promise<S
       const source = await templateSource(m, tpl, sb);
       await step(log, 'create', 'create-overlay', f, async () =>
         // Canonical backing path: the overlay must not depend on symlinks into WRENN_DIR.
-        createOverlay(await realpath(source.disk.path), paths.overlay, sb.diskMb, source.disk.format),
+        createOverlay(
+          await realpath(source.disk.path),
+          paths.overlay,
+          sb.diskMb,
+          source.disk.format,
+        ),
       );
 
-      const vm = await step(log, 'create', 'start-vm', f, () => m.driver.start(vmSpecOf(m, sb, tpl), source.vm));
+      const vm = await step(log, 'create', 'start-vm', f, () =>
+        m.driver.start(vmSpecOf(m, sb, tpl), source.vm),
+      );
       sb.vm = vm;
       cleanup.push('kill-vm', async () => {
         sb.vm = undefined;

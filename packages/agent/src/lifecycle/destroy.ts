@@ -50,7 +50,9 @@ export async function destroyLocked(m: Manager, sb: Sandbox): Promise<void> {
     sb.status = 'error';
     sb.error = `destroy failed: ${errorMessage(e)}`;
     log.error({ event: 'destroy-failed', error: sb.error, was: prev }, 'destroy failed');
-    throw new WrennError('internal', `destroy of ${sb.id} failed: ${errorMessage(e)}`, { cause: e });
+    throw new WrennError('internal', `destroy of ${sb.id} failed: ${errorMessage(e)}`, {
+      cause: e,
+    });
   }
   m.slots.release(sb.slot);
   m.boxes.delete(sb.id);

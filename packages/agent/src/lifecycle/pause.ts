@@ -5,7 +5,15 @@ import { step } from '../crash.ts';
 import { prepareSnapshot } from '../envd-client.ts';
 import type { Manager } from '../manager.ts';
 import type { Sandbox } from '../sandbox.ts';
-import { OVERLAY, PAUSE_META, pauseMetaOf, removeDir, sandboxPaths, stagingName, trashName } from '../store.ts';
+import {
+  OVERLAY,
+  PAUSE_META,
+  pauseMetaOf,
+  removeDir,
+  sandboxPaths,
+  stagingName,
+  trashName,
+} from '../store.ts';
 
 /**
  * Pause, crash-safely (DESIGN.md section 4):
@@ -22,7 +30,11 @@ import { OVERLAY, PAUSE_META, pauseMetaOf, removeDir, sandboxPaths, stagingName,
  * A failure before the VM is gone rolls back to `running`; after, the sandbox is `error`
  * with its data kept. INVARIANT: a paused sandbox owns only its slot.
  */
-export async function pauseSandbox(m: Manager, id: string, opts: { byReaper?: boolean } = {}): Promise<Sandbox> {
+export async function pauseSandbox(
+  m: Manager,
+  id: string,
+  opts: { byReaper?: boolean } = {},
+): Promise<Sandbox> {
   m.refuseWhenClosingUnless(opts.byReaper === true);
   const sb = m.get(id);
   return sb.lock.run(() => pauseLocked(m, sb));
@@ -47,8 +59,14 @@ export async function pauseLocked(m: Manager, sb: Sandbox): Promise<Sandbox> {
   let liveTrashed = false;
   let promoted = false;
   try {
-    const aborted = await step(log, 'pause', 'drain-connections', f, () => sb.conns.drain(m.drainTimeoutMs));
-    if (aborted) log.info({ event: 'drain-aborted', aborted }, 'aborted in-flight requests at the drain deadline');
+    const aborted = await step(log, 'pause', 'drain-connections', f, () =>
+      sb.conns.drain(m.drainTimeoutMs),
+    );
+    if (aborted)
+      log.info(
+        { event: 'drain-aborted', aborted },
+        'aborted in-flight requests at the drain deadline',
+      );
     await step(log, 'pause', 'prepare-envd', f, () =>
       prepareSnapshot(m.slots.envdPort(sb.slot), sb.envdAccessToken || undefined),
     );
@@ -68,7 +86,8 @@ export async function pauseLocked(m: Manager, sb: Sandbox): Promise<Sandbox> {
     });
     await step(log, 'pause', 'write-meta', f, async () => {
       const files = [];
-      for (const name of [...snap.files, OVERLAY]) files.push({ name, size: (await stat(join(staging, name))).size });
+      for (const name of [...snap.files, OVERLAY])
+        files.push({ name, size: (await stat(join(staging, name))).size });
       const meta = pauseMetaOf(sb, baseImage, remainingMs, files);
       await writeFileAtomic(join(staging, PAUSE_META), `${JSON.stringify(meta, null, 2)}\n`, 0o600);
     });
@@ -86,7 +105,10 @@ export async function pauseLocked(m: Manager, sb: Sandbox): Promise<Sandbox> {
     // Early failure: the VM still holds the sandbox. Put everything back and keep running.
     const reason = errorMessage(e);
     const diskFull = await tooFullForSnapshot(staging, sb.memoryMb);
-    log.warn({ event: 'pause-failed', error: reason, liveTrashed, promoted }, 'pause failed, rolling back');
+    log.warn(
+      { event: 'pause-failed', error: reason, liveTrashed, promoted },
+      'pause failed, rolling back',
+    );
     try {
       if (promoted) await rename(paths.live, staging);
       if (liveTrashed) await rename(trash, paths.live);
@@ -97,7 +119,10 @@ export async function pauseLocked(m: Manager, sb: Sandbox): Promise<Sandbox> {
     } catch (rollbackErr) {
       sb.status = 'error';
       sb.error = `pause failed (${reason}) and rollback failed (${errorMessage(rollbackErr)})`;
-      log.error({ event: 'pause-rollback-failed', error: sb.error }, 'pause rollback failed; data kept');
+      log.error(
+        { event: 'pause-rollback-failed', error: sb.error },
+        'pause rollback failed; data kept',
+      );
     }
     throw toPauseError(e, sb, diskFull);
   }
@@ -119,7 +144,10 @@ export async function pauseLocked(m: Manager, sb: Sandbox): Promise<Sandbox> {
   m.baseRefs.release(baseImage);
   sb.baseImage = undefined;
   await step(log, 'pause', 'delete-trash', f, () => removeDir(trash)).catch((e) =>
-    log.warn({ event: 'delete-trash-failed', error: errorMessage(e) }, 'trash left for the next sweep'),
+    log.warn(
+      { event: 'delete-trash-failed', error: errorMessage(e) },
+      'trash left for the next sweep',
+    ),
   );
   log.info({ event: 'paused', slot: sb.slot }, 'sandbox paused');
   return sb;
@@ -137,10 +165,18 @@ async function tooFullForSnapshot(path: string, memoryMb: number): Promise<boole
 
 function toPauseError(e: unknown, sb: Sandbox, diskFull = false): WrennError {
   const msg = errorMessage(e);
-  const tail = sb.status === 'running' ? 'the sandbox keeps running' : 'the sandbox is in error with its data kept';
+  const tail =
+    sb.status === 'running'
+      ? 'the sandbox keeps running'
+      : 'the sandbox is in error with its data kept';
   if (diskFull || (e as NodeJS.ErrnoException).code === 'ENOSPC' || /no space left/i.test(msg)) {
-    return new WrennError('resource_exhausted', `pause of ${sb.id} failed: no space left on device; ${tail}`, { cause: e });
+    return new WrennError(
+      'resource_exhausted',
+      `pause of ${sb.id} failed: no space left on device; ${tail}`,
+      { cause: e },
+    );
   }
-  if (e instanceof WrennError) return new WrennError(e.code, `pause of ${sb.id} failed: ${msg}; ${tail}`, { cause: e });
+  if (e instanceof WrennError)
+    return new WrennError(e.code, `pause of ${sb.id} failed: ${msg}; ${tail}`, { cause: e });
   return new WrennError('internal', `pause of ${sb.id} failed: ${msg}; ${tail}`, { cause: e });
 }

@@ -19,8 +19,15 @@ import { vmSpecOf } from './vm-spec.ts';
  */
 export async function resumeSandbox(m: Manager, id: string, timeoutSeconds = 0): Promise<Sandbox> {
   m.refuseWhenClosing();
-  if (!Number.isInteger(timeoutSeconds) || timeoutSeconds < 0 || timeoutSeconds > LIMITS.timeoutSeconds.max) {
-    throw new WrennError('invalid_argument', `timeout_seconds ${timeoutSeconds} is out of range 0..${LIMITS.timeoutSeconds.max}`);
+  if (
+    !Number.isInteger(timeoutSeconds) ||
+    timeoutSeconds < 0 ||
+    timeoutSeconds > LIMITS.timeoutSeconds.max
+  ) {
+    throw new WrennError(
+      'invalid_argument',
+      `timeout_seconds ${timeoutSeconds} is out of range 0..${LIMITS.timeoutSeconds.max}`,
+    );
   }
   const sb = m.get(id);
   return sb.lock.run(async () => {
@@ -32,10 +39,16 @@ export async function resumeSandbox(m: Manager, id: string, timeoutSeconds = 0):
     try {
       meta = await readPauseMeta(paths.live);
     } catch (e) {
-      throw new WrennError('failed_precondition', `pause snapshot of ${id} is unreadable: ${errorMessage(e)}`, { cause: e });
+      throw new WrennError(
+        'failed_precondition',
+        `pause snapshot of ${id} is unreadable: ${errorMessage(e)}`,
+        { cause: e },
+      );
     }
     const tpl = await resolveTemplateFor(m.dir, sb.teamId, sb.templateId).catch((e) => {
-      throw new WrennError('failed_precondition', `cannot resume ${id}: ${errorMessage(e)}`, { cause: e });
+      throw new WrennError('failed_precondition', `cannot resume ${id}: ${errorMessage(e)}`, {
+        cause: e,
+      });
     });
     sb.status = 'resuming';
     const cleanup = new CleanupStack(log);
@@ -56,7 +69,12 @@ export async function resumeSandbox(m: Manager, id: string, timeoutSeconds = 0):
         await m.driver.kill(vm);
       });
       sb.startedAt = Date.now();
-      const remaining = timeoutSeconds > 0 ? timeoutSeconds * 1000 : sb.remainingMs > 0 ? sb.remainingMs : sb.timeoutMs;
+      const remaining =
+        timeoutSeconds > 0
+          ? timeoutSeconds * 1000
+          : sb.remainingMs > 0
+            ? sb.remainingMs
+            : sb.timeoutMs;
       sb.endAt = remaining > 0 ? Date.now() + remaining : 0;
       if (timeoutSeconds > 0) sb.timeoutMs = timeoutSeconds * 1000;
 
@@ -93,7 +111,11 @@ export async function resumeSandbox(m: Manager, id: string, timeoutSeconds = 0):
       sb.status = 'paused';
       sb.endAt = 0;
       if (e instanceof WrennError) throw e;
-      throw new WrennError('internal', `resume of ${id} failed: ${errorMessage(e)}; it stays paused`, { cause: e });
+      throw new WrennError(
+        'internal',
+        `resume of ${id} failed: ${errorMessage(e)}; it stays paused`,
+        { cause: e },
+      );
     }
   });
 }

@@ -1,6 +1,13 @@
 import { mkdir, readdir, realpath, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fsyncPath, isValidId, layout, SYSTEM_TEAM, WrennError, writeFileAtomic } from '@wrenn/common';
+import {
+  fsyncPath,
+  isValidId,
+  layout,
+  SYSTEM_TEAM,
+  WrennError,
+  writeFileAtomic,
+} from '@wrenn/common';
 import { step } from '../crash.ts';
 import { backingFileOf, flattenToRaw } from '../disk.ts';
 import type { Manager } from '../manager.ts';
@@ -32,14 +39,28 @@ export interface SandboxSource {
  * lazily (once per template, shared by concurrent creates) when the driver can; else a
  * cold boot from the base image.
  */
-export async function templateSource(m: Manager, tpl: Template, sb: Sandbox): Promise<SandboxSource> {
-  const cold: SandboxSource = { vm: { kind: 'cold' }, disk: { path: tpl.baseImage, format: 'raw' } };
+export async function templateSource(
+  m: Manager,
+  tpl: Template,
+  sb: Sandbox,
+): Promise<SandboxSource> {
+  const cold: SandboxSource = {
+    vm: { kind: 'cold' },
+    disk: { path: tpl.baseImage, format: 'raw' },
+  };
   if (!m.driver.capabilities.templateSnapshots) return cold;
   let t = tpl;
-  if (t.snapshotMeta?.disk && t.snapshotDir && !(await backingIntact(join(t.snapshotDir, t.snapshotMeta.disk)))) {
+  if (
+    t.snapshotMeta?.disk &&
+    t.snapshotDir &&
+    !(await backingIntact(join(t.snapshotDir, t.snapshotMeta.disk)))
+  ) {
     // Its disk's backing file moved or vanished (the image was rebuilt or its dir moved):
     // no clone could boot from it. Set it aside and build a fresh one.
-    m.log.warn({ event: 'template-snapshot-stale', template: `${tpl.teamId}/${tpl.templateId}` }, 'template snapshot disk lost its backing file; rebuilding');
+    m.log.warn(
+      { event: 'template-snapshot-stale', template: `${tpl.teamId}/${tpl.templateId}` },
+      'template snapshot disk lost its backing file; rebuilding',
+    );
     const trash = `${t.snapshotDir}.trash-${nowNs()}`;
     await rename(t.snapshotDir, trash).catch(() => undefined);
     await rm(trash, { recursive: true, force: true });
@@ -50,7 +71,8 @@ export async function templateSource(m: Manager, tpl: Template, sb: Sandbox): Pr
     t = await resolveTemplate(m.dir, tpl.teamId, tpl.templateId);
   }
   const meta = t.snapshotMeta;
-  if (!meta || !t.snapshotDir || meta.memory_mb !== sb.memoryMb || meta.vcpus !== sb.vcpus) return cold;
+  if (!meta || !t.snapshotDir || meta.memory_mb !== sb.memoryMb || meta.vcpus !== sb.vcpus)
+    return cold;
   const disk = meta.disk
     ? { path: join(t.snapshotDir, meta.disk), format: 'qcow2' as const }
     : { path: tpl.baseImage, format: 'raw' as const };
@@ -63,20 +85,38 @@ export async function templateSource(m: Manager, tpl: Template, sb: Sandbox): Pr
 
 async function backingIntact(disk: string): Promise<boolean> {
   const backing = await backingFileOf(disk).catch(() => undefined);
-  return backing !== undefined && (await stat(backing).then(() => true, () => false));
+  return (
+    backing !== undefined &&
+    (await stat(backing).then(
+      () => true,
+      () => false,
+    ))
+  );
 }
 
 /** Build `images/<team>/<tpl>/snapshot/` once; concurrent callers share the build. */
-export function ensureTemplateSnapshot(m: Manager, tpl: Template, vcpus: number, memoryMb: number): Promise<void> {
+export function ensureTemplateSnapshot(
+  m: Manager,
+  tpl: Template,
+  vcpus: number,
+  memoryMb: number,
+): Promise<void> {
   const key = `${tpl.teamId}/${tpl.templateId}`;
   const running = m.templateBuilds.get(key);
   if (running) return running;
-  const p = buildTemplateSnapshot(m, tpl, vcpus, memoryMb).finally(() => m.templateBuilds.delete(key));
+  const p = buildTemplateSnapshot(m, tpl, vcpus, memoryMb).finally(() =>
+    m.templateBuilds.delete(key),
+  );
   m.templateBuilds.set(key, p);
   return p;
 }
 
-async function buildTemplateSnapshot(m: Manager, tpl: Template, vcpus: number, memoryMb: number): Promise<void> {
+async function buildTemplateSnapshot(
+  m: Manager,
+  tpl: Template,
+  vcpus: number,
+  memoryMb: number,
+): Promise<void> {
   const builder = m.templateSnapshotBuilder;
   if (!builder) return;
   const log = m.log.child({ template: `${tpl.teamId}/${tpl.templateId}` });
@@ -108,10 +148,16 @@ async function buildTemplateSnapshot(m: Manager, tpl: Template, vcpus: number, m
     await step(log, 'template', 'promote-snapshot', f, () =>
       promoteTemplateSnapshot(staging, join(tpl.dir, TEMPLATE_SNAPSHOT_DIR), meta),
     );
-    log.info({ event: 'template-snapshot-built', ms: Math.round(performance.now() - started) }, 'template snapshot built');
+    log.info(
+      { event: 'template-snapshot-built', ms: Math.round(performance.now() - started) },
+      'template snapshot built',
+    );
   } catch (e) {
     // Not fatal: this create (and later ones) cold-boot; the next create tries again.
-    log.warn({ event: 'template-snapshot-failed', error: (e as Error).message }, 'template snapshot build failed; cold boot');
+    log.warn(
+      { event: 'template-snapshot-failed', error: (e as Error).message },
+      'template snapshot build failed; cold boot',
+    );
     await rm(staging, { recursive: true, force: true });
   }
 }
@@ -128,11 +174,18 @@ export async function createTemplateFromSandbox(
   templateId: string,
 ): Promise<Template> {
   m.refuseWhenClosing();
-  if (!isValidId(teamId)) throw new WrennError('invalid_argument', `bad team id ${JSON.stringify(teamId)}`);
-  if (!isValidId(templateId)) throw new WrennError('invalid_argument', `bad template id ${JSON.stringify(templateId)}`);
+  if (!isValidId(teamId))
+    throw new WrennError('invalid_argument', `bad team id ${JSON.stringify(teamId)}`);
+  if (!isValidId(templateId))
+    throw new WrennError('invalid_argument', `bad template id ${JSON.stringify(templateId)}`);
   const sb = m.get(sandboxId);
   const finalDir = layout(m.dir).image(teamId, templateId);
-  if (await stat(finalDir).then(() => true, () => false)) {
+  if (
+    await stat(finalDir).then(
+      () => true,
+      () => false,
+    )
+  ) {
     throw new WrennError('conflict', `template ${teamId}/${templateId} already exists`);
   }
   const log = m.log.child({ sandbox: sb.id, template: `${teamId}/${templateId}` });
@@ -148,7 +201,9 @@ export async function createTemplateFromSandbox(
     try {
       await step(log, 'template', 'pause-vcpus', f, () => m.driver.pause(vm));
       vcpusStopped = true;
-      await step(log, 'template', 'write-template-staging', f, () => m.driver.snapshotToDir(vm, snapDir, 'full'));
+      await step(log, 'template', 'write-template-staging', f, () =>
+        m.driver.snapshotToDir(vm, snapDir, 'full'),
+      );
       await step(log, 'template', 'copy-rootfs', f, () =>
         flattenToRaw(sandboxPaths(m.dir, sb.id).overlay, join(staging, BASE_IMAGE)),
       );
@@ -169,7 +224,10 @@ export async function createTemplateFromSandbox(
       };
       await step(log, 'template', 'promote-template', f, async () => {
         for (const name of await readdir(snapDir)) await fsyncPath(join(snapDir, name));
-        await writeFileAtomic(join(snapDir, TEMPLATE_SNAPSHOT_META), `${JSON.stringify(meta, null, 2)}\n`);
+        await writeFileAtomic(
+          join(snapDir, TEMPLATE_SNAPSHOT_META),
+          `${JSON.stringify(meta, null, 2)}\n`,
+        );
         await fsyncPath(join(staging, BASE_IMAGE));
         await fsyncPath(staging);
         await mkdir(join(finalDir, '..'), { recursive: true });
@@ -189,16 +247,26 @@ export async function createTemplateFromSandbox(
  * DeleteTemplate: refused while any sandbox uses it — running ones hold a base-image
  * reference, paused ones need the base to resume.
  */
-export async function deleteTemplate(m: Manager, teamId: string, templateId: string): Promise<void> {
+export async function deleteTemplate(
+  m: Manager,
+  teamId: string,
+  templateId: string,
+): Promise<void> {
   const tpl = await resolveTemplate(m.dir, teamId, templateId);
   if (m.baseRefs.count(tpl.baseImage) > 0) {
-    throw new WrennError('failed_precondition', `template ${teamId}/${templateId} is in use by running sandboxes`);
+    throw new WrennError(
+      'failed_precondition',
+      `template ${teamId}/${templateId} is in use by running sandboxes`,
+    );
   }
   const users = [...m.boxes.values()].filter(
     (s) => s.templateId === templateId && (s.teamId === teamId || teamId === SYSTEM_TEAM),
   );
   if (users.length > 0) {
-    throw new WrennError('failed_precondition', `template ${teamId}/${templateId} is used by sandbox ${users[0]!.id} (${users[0]!.status})`);
+    throw new WrennError(
+      'failed_precondition',
+      `template ${teamId}/${templateId} is used by sandbox ${users[0]!.id} (${users[0]!.status})`,
+    );
   }
   const trash = `${tpl.dir}.trash-${nowNs()}`;
   await rename(tpl.dir, trash);

@@ -7,9 +7,20 @@ import { runningStateOf, sandboxPaths, writeRunningState } from '../store.ts';
  * SetTimeout: the sandbox ends `timeoutSeconds` from now (0 = never). On a paused sandbox
  * it sets the time it will have once resumed. Persisted so a re-adopted sandbox keeps it.
  */
-export async function setSandboxTimeout(m: Manager, id: string, timeoutSeconds: number): Promise<Sandbox> {
-  if (!Number.isInteger(timeoutSeconds) || timeoutSeconds < 0 || timeoutSeconds > LIMITS.timeoutSeconds.max) {
-    throw new WrennError('invalid_argument', `timeout_seconds ${timeoutSeconds} is out of range 0..${LIMITS.timeoutSeconds.max}`);
+export async function setSandboxTimeout(
+  m: Manager,
+  id: string,
+  timeoutSeconds: number,
+): Promise<Sandbox> {
+  if (
+    !Number.isInteger(timeoutSeconds) ||
+    timeoutSeconds < 0 ||
+    timeoutSeconds > LIMITS.timeoutSeconds.max
+  ) {
+    throw new WrennError(
+      'invalid_argument',
+      `timeout_seconds ${timeoutSeconds} is out of range 0..${LIMITS.timeoutSeconds.max}`,
+    );
   }
   const sb = m.get(id);
   return sb.lock.run(async () => {
@@ -21,7 +32,10 @@ export async function setSandboxTimeout(m: Manager, id: string, timeoutSeconds: 
     }
     sb.endAt = timeoutSeconds ? Date.now() + timeoutSeconds * 1000 : 0;
     if (sb.vm && sb.baseImage) {
-      await writeRunningState(sandboxPaths(m.dir, id).live, runningStateOf(sb, 'running', sb.vm, sb.baseImage));
+      await writeRunningState(
+        sandboxPaths(m.dir, id).live,
+        runningStateOf(sb, 'running', sb.vm, sb.baseImage),
+      );
     }
     return sb;
   });

@@ -11,7 +11,9 @@ import { agentRoutes, type RpcDeps, rpcInterceptors } from './rpc.ts';
  * streams below Fastify so bodies stream both ways and upgrades pass through.
  */
 /** `token` is read per request: registration replaces the provisional token. */
-export async function buildServer(deps: RpcDeps & { token: () => string }): Promise<FastifyInstance> {
+export async function buildServer(
+  deps: RpcDeps & { token: () => string },
+): Promise<FastifyInstance> {
   const proxy = proxyHandler(deps.m, deps.token);
   const upgrade = proxyUpgradeHandler(deps.m, deps.token);
   const app = Fastify({
@@ -38,12 +40,17 @@ export async function buildServer(deps: RpcDeps & { token: () => string }): Prom
   });
   app.get('/health', async (_req, reply) => reply.code(204).send());
   app.setNotFoundHandler(async (req, reply) =>
-    reply.code(404).send(new WrennError('not_found', `no route for ${req.method} ${req.url}`).toJSON()),
+    reply
+      .code(404)
+      .send(new WrennError('not_found', `no route for ${req.method} ${req.url}`).toJSON()),
   );
   app.setErrorHandler(async (err, _req, reply) => {
     const e = err instanceof WrennError ? err : new WrennError('internal', (err as Error).message);
     await reply.code(e.httpStatus).send(e.toJSON());
   });
-  await app.register(fastifyConnectPlugin, { routes: agentRoutes(deps), interceptors: rpcInterceptors(deps.token) });
+  await app.register(fastifyConnectPlugin, {
+    routes: agentRoutes(deps),
+    interceptors: rpcInterceptors(deps.token),
+  });
   return app;
 }

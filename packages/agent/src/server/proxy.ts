@@ -1,4 +1,9 @@
-import { type IncomingHttpHeaders, type IncomingMessage, request, type ServerResponse } from 'node:http';
+import {
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  request,
+  type ServerResponse,
+} from 'node:http';
 import type { Duplex } from 'node:stream';
 import { isValidId, WrennError } from '@wrenn/common';
 import type { Manager } from '../manager.ts';
@@ -21,11 +26,14 @@ interface Target {
 
 function parse(url: string): { id: string; port: number; path: string } {
   const m = /^\/proxy\/([^/?]+)\/([^/?]+)(\/[^?]*)?(\?.*)?$/.exec(url);
-  if (!m) throw new WrennError('invalid_argument', 'proxy path must be /proxy/<sandboxId>/<port>/<path>');
+  if (!m)
+    throw new WrennError('invalid_argument', 'proxy path must be /proxy/<sandboxId>/<port>/<path>');
   const id = m[1]!;
   const port = Number(m[2]);
-  if (!isValidId(id)) throw new WrennError('invalid_argument', `bad sandbox id ${JSON.stringify(id)}`);
-  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new WrennError('invalid_argument', `bad port ${JSON.stringify(m[2])}`);
+  if (!isValidId(id))
+    throw new WrennError('invalid_argument', `bad sandbox id ${JSON.stringify(id)}`);
+  if (!Number.isInteger(port) || port < 1 || port > 65535)
+    throw new WrennError('invalid_argument', `bad port ${JSON.stringify(m[2])}`);
   return { id, port, path: `${m[3] ?? '/'}${m[4] ?? ''}` };
 }
 
@@ -33,7 +41,8 @@ async function resolve(m: Manager, url: string): Promise<Target> {
   const { id, port, path } = parse(url);
   const sb = m.boxes.get(id);
   if (!sb) throw new WrennError('bad_gateway', `sandbox ${id} not found on this host`);
-  if (sb.status !== 'running' || !sb.vm) throw new WrennError('bad_gateway', `sandbox ${id} is ${sb.status}, not running`);
+  if (sb.status !== 'running' || !sb.vm)
+    throw new WrennError('bad_gateway', `sandbox ${id} is ${sb.status}, not running`);
   let hostPort = port === ENVD_PORT ? m.slots.envdPort(sb.slot) : sb.forwards.get(port);
   if (hostPort === undefined) {
     hostPort = await m.driver.forwardPort(sb.vm, port);
@@ -90,7 +99,10 @@ export function proxyHandler(m: Manager, token: () => string) {
       up.on('error', () => res.destroy());
     });
     upstream.on('error', (e) => {
-      sendError(res, new WrennError('bad_gateway', `sandbox ${t.sb.id} port unreachable: ${e.message}`));
+      sendError(
+        res,
+        new WrennError('bad_gateway', `sandbox ${t.sb.id} port unreachable: ${e.message}`),
+      );
       done();
     });
     req.on('aborted', () => upstream.destroy());
@@ -132,7 +144,8 @@ export function proxyUpgradeHandler(m: Manager, token: () => string) {
     socket.on('error', () => upstream.destroy());
     upstream.on('upgrade', (up, upSocket, upHead) => {
       const lines = [`HTTP/1.1 ${up.statusCode} ${up.statusMessage}`];
-      for (let i = 0; i < up.rawHeaders.length; i += 2) lines.push(`${up.rawHeaders[i]}: ${up.rawHeaders[i + 1]}`);
+      for (let i = 0; i < up.rawHeaders.length; i += 2)
+        lines.push(`${up.rawHeaders[i]}: ${up.rawHeaders[i + 1]}`);
       socket.write(`${lines.join('\r\n')}\r\n\r\n`);
       if (upHead.length) socket.write(upHead);
       if (head.length) upSocket.write(head);
@@ -143,11 +156,14 @@ export function proxyUpgradeHandler(m: Manager, token: () => string) {
     upstream.on('response', (up) => {
       // The upstream refused the upgrade: relay its answer and close.
       const lines = [`HTTP/1.1 ${up.statusCode} ${up.statusMessage}`];
-      for (let i = 0; i < up.rawHeaders.length; i += 2) lines.push(`${up.rawHeaders[i]}: ${up.rawHeaders[i + 1]}`);
+      for (let i = 0; i < up.rawHeaders.length; i += 2)
+        lines.push(`${up.rawHeaders[i]}: ${up.rawHeaders[i + 1]}`);
       socket.write(`${lines.join('\r\n')}\r\n\r\n`);
       up.pipe(socket);
     });
-    upstream.on('error', (e) => fail(new WrennError('bad_gateway', `sandbox ${t.sb.id} port unreachable: ${e.message}`)));
+    upstream.on('error', (e) =>
+      fail(new WrennError('bad_gateway', `sandbox ${t.sb.id} port unreachable: ${e.message}`)),
+    );
     upstream.end();
   };
 }

@@ -4,7 +4,11 @@ import { createSandbox } from '../lifecycle/create.ts';
 import { destroySandbox } from '../lifecycle/destroy.ts';
 import { pauseSandbox } from '../lifecycle/pause.ts';
 import { resumeSandbox } from '../lifecycle/resume.ts';
-import { createTemplateFromSandbox, deleteTemplate, templateSize } from '../lifecycle/template-snapshot.ts';
+import {
+  createTemplateFromSandbox,
+  deleteTemplate,
+  templateSize,
+} from '../lifecycle/template-snapshot.ts';
 import { setSandboxTimeout } from '../lifecycle/timeout.ts';
 import type { Manager } from '../manager.ts';
 import type { MetricsSampler } from '../metrics.ts';
@@ -36,7 +40,8 @@ export function sandboxInfo(sb: Sandbox) {
     createdAtMs: BigInt(sb.createdAt),
     startedAtMs: BigInt(sb.startedAt),
     endAtMs: BigInt(sb.status === 'running' ? sb.endAt : 0),
-    timeoutAction: sb.timeoutAction === 'pause' ? agentv1.TimeoutAction.PAUSE : agentv1.TimeoutAction.KILL,
+    timeoutAction:
+      sb.timeoutAction === 'pause' ? agentv1.TimeoutAction.PAUSE : agentv1.TimeoutAction.KILL,
     metadata: sb.metadata,
     slot: sb.slot,
     envdAccessToken: sb.envdAccessToken,
@@ -82,7 +87,10 @@ export interface RpcDeps {
   version: string;
 }
 
-export const rpcInterceptors = (token: () => string): Interceptor[] => [mapErrors, hostTokenInterceptor(token)];
+export const rpcInterceptors = (token: () => string): Interceptor[] => [
+  mapErrors,
+  hostTokenInterceptor(token),
+];
 
 export function agentRoutes({ m, metrics, hostId, version }: RpcDeps) {
   return (router: ConnectRouter) =>
@@ -114,7 +122,9 @@ export function agentRoutes({ m, metrics, hostId, version }: RpcDeps) {
         return { sandbox: sandboxInfo(await resumeSandbox(m, req.sandboxId, req.timeoutSeconds)) };
       },
       async setTimeout(req) {
-        return { sandbox: sandboxInfo(await setSandboxTimeout(m, req.sandboxId, req.timeoutSeconds)) };
+        return {
+          sandbox: sandboxInfo(await setSandboxTimeout(m, req.sandboxId, req.timeoutSeconds)),
+        };
       },
       async list() {
         const autoPausedIds = m.autoPaused;
@@ -123,7 +133,16 @@ export function agentRoutes({ m, metrics, hostId, version }: RpcDeps) {
       },
       async getMetrics(req) {
         m.get(req.sandboxId);
-        return { points: metrics.points(req.sandboxId, Number(req.sinceMs)).map((p) => ({ ...p, memUsedBytes: BigInt(p.memUsedBytes), memTotalBytes: BigInt(p.memTotalBytes), diskUsedBytes: BigInt(p.diskUsedBytes), diskTotalBytes: BigInt(p.diskTotalBytes), timestampMs: BigInt(p.timestampMs) })) };
+        return {
+          points: metrics.points(req.sandboxId, Number(req.sinceMs)).map((p) => ({
+            ...p,
+            memUsedBytes: BigInt(p.memUsedBytes),
+            memTotalBytes: BigInt(p.memTotalBytes),
+            diskUsedBytes: BigInt(p.diskUsedBytes),
+            diskTotalBytes: BigInt(p.diskTotalBytes),
+            timestampMs: BigInt(p.timestampMs),
+          })),
+        };
       },
       async createTemplateSnapshot(req) {
         const t = await createTemplateFromSandbox(m, req.sandboxId, req.teamId, req.templateId);

@@ -1,7 +1,7 @@
 import type { Manager } from '../manager.ts';
 import { killOrphanVms } from './orphans.ts';
-import { readoptRunning, type ReadoptReport } from './readopt.ts';
-import { restorePaused, type RestoreReport } from './restore.ts';
+import { type ReadoptReport, readoptRunning } from './readopt.ts';
+import { type RestoreReport, restorePaused } from './restore.ts';
 import { type SweepReport, sweepStagingAndTrash } from './sweep.ts';
 
 export interface StartupReport {

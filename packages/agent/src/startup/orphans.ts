@@ -29,7 +29,10 @@ export async function killOrphanVms(m: Manager): Promise<number[]> {
       killed.push(pid);
       m.log.warn({ event: 'orphans:killed', pid, cmd: args[0] }, 'killed an orphan VM process');
     } catch (e) {
-      m.log.warn({ event: 'orphans:kill-failed', pid, error: errorMessage(e) }, 'could not kill orphan');
+      m.log.warn(
+        { event: 'orphans:kill-failed', pid, error: errorMessage(e) },
+        'could not kill orphan',
+      );
     }
   }
   await Promise.all(killed.map((pid) => waitGone(pid)));

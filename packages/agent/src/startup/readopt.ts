@@ -7,7 +7,6 @@ import {
   isStagingOrTrash,
   listSandboxDirs,
   readRunningState,
-  removeDir,
   sandboxPaths,
   specFromMeta,
   trashDir,
@@ -42,10 +41,16 @@ export async function readoptRunning(m: Manager): Promise<ReadoptReport> {
     try {
       const hasMeta = await exists(paths.meta);
       const state = await readRunningState(paths.live).catch((e) => {
-        log.warn({ event: 'readopt:bad-state', error: errorMessage(e) }, 'unreadable running state');
+        log.warn(
+          { event: 'readopt:bad-state', error: errorMessage(e) },
+          'unreadable running state',
+        );
         return undefined;
       });
-      const ref = state && state.sandbox_id === name ? await m.driver.adopt(state.vm).catch(() => undefined) : undefined;
+      const ref =
+        state && state.sandbox_id === name
+          ? await m.driver.adopt(state.vm).catch(() => undefined)
+          : undefined;
 
       if (!ref || !state) {
         if (hasMeta) {
@@ -87,7 +92,10 @@ export async function readoptRunning(m: Manager): Promise<ReadoptReport> {
       const st = await m.driver.query(ref);
       if (st.state !== 'running') {
         await m.driver.resume(ref);
-        log.info({ event: 'readopt:resumed-vcpus', was: st.state }, 'vCPUs were stopped by an interrupted pause; running again');
+        log.info(
+          { event: 'readopt:resumed-vcpus', was: st.state },
+          'vCPUs were stopped by an interrupted pause; running again',
+        );
       }
       if (hasMeta) {
         await rm(paths.meta, { force: true });
@@ -96,7 +104,10 @@ export async function readoptRunning(m: Manager): Promise<ReadoptReport> {
       report.adopted.push(name);
       log.info({ event: 'readopt:adopted', slot: sb.slot }, 're-adopted running sandbox');
     } catch (e) {
-      log.error({ event: 'readopt-failed', error: errorMessage(e) }, 're-adopt failed; sandbox left for restore');
+      log.error(
+        { event: 'readopt-failed', error: errorMessage(e) },
+        're-adopt failed; sandbox left for restore',
+      );
       const sb = m.boxes.get(name);
       if (sb) {
         if (sb.vm) await m.driver.kill(sb.vm).catch(() => undefined);
@@ -104,7 +115,8 @@ export async function readoptRunning(m: Manager): Promise<ReadoptReport> {
         m.slots.release(sb.slot);
         m.boxes.delete(name);
       }
-      if (await exists(paths.meta)) await rm(paths.runningState, { force: true }).catch(() => undefined);
+      if (await exists(paths.meta))
+        await rm(paths.runningState, { force: true }).catch(() => undefined);
     }
   }
   return report;
@@ -116,4 +128,3 @@ async function exists(p: string): Promise<boolean> {
     () => false,
   );
 }
-

@@ -3,7 +3,16 @@ import { join } from 'node:path';
 import { errorMessage, layout } from '@wrenn/common';
 import type { Manager } from '../manager.ts';
 import { newSandbox } from '../sandbox.ts';
-import { isStagingOrTrash, listSandboxDirs, type PauseMeta, readPauseMeta, specFromMeta, trashDir, validIds, VM_DIR } from '../store.ts';
+import {
+  isStagingOrTrash,
+  listSandboxDirs,
+  type PauseMeta,
+  readPauseMeta,
+  specFromMeta,
+  trashDir,
+  VM_DIR,
+  validIds,
+} from '../store.ts';
 
 export interface RestoreReport {
   restored: string[];
@@ -27,13 +36,19 @@ export async function restorePaused(m: Manager): Promise<RestoreReport> {
   const sandboxes = layout(m.dir).sandboxes;
   const report: RestoreReport = { restored: [], trashed: [] };
   const trash = async (dir: string, reason: string) => {
-    m.log.warn({ event: 'restore:trash', sandbox: dir, reason }, `restore: trashing ${dir}: ${reason}`);
+    m.log.warn(
+      { event: 'restore:trash', sandbox: dir, reason },
+      `restore: trashing ${dir}: ${reason}`,
+    );
     try {
       await trashDir(sandboxes, dir);
       report.trashed.push({ dir, reason });
     } catch (e) {
       // Leaving it in place is safe: restore skips it again next startup.
-      m.log.warn({ event: 'restore:trash-failed', sandbox: dir, error: errorMessage(e) }, 'could not trash dir');
+      m.log.warn(
+        { event: 'restore:trash-failed', sandbox: dir, error: errorMessage(e) },
+        'could not trash dir',
+      );
     }
   };
 
@@ -72,7 +87,8 @@ export async function restorePaused(m: Manager): Promise<RestoreReport> {
   for (const [slot, cands] of bySlot) {
     cands.sort((a, b) => Date.parse(b.meta.created_at) - Date.parse(a.meta.created_at));
     const [winner, ...losers] = cands;
-    for (const l of losers) await trash(l.dir, `older snapshot for slot ${slot} (winner ${winner!.dir})`);
+    for (const l of losers)
+      await trash(l.dir, `older snapshot for slot ${slot} (winner ${winner!.dir})`);
     try {
       m.slots.reserve(slot);
     } catch (e) {
@@ -84,12 +100,20 @@ export async function restorePaused(m: Manager): Promise<RestoreReport> {
     // INVARIANT: a restored sandbox owns only its slot — sb.vm and sb.baseImage stay unset.
     m.boxes.set(winner!.dir, sb);
     // A VM runtime dir left by an interrupted resume (its process was ended by the orphan sweep).
-    await rm(join(sandboxes, winner!.dir, VM_DIR), { recursive: true, force: true }).catch(() => undefined);
+    await rm(join(sandboxes, winner!.dir, VM_DIR), { recursive: true, force: true }).catch(
+      () => undefined,
+    );
     report.restored.push(winner!.dir);
-    m.log.info({ event: 'restore:restored', sandbox: winner!.dir, slot }, 'restored paused sandbox');
+    m.log.info(
+      { event: 'restore:restored', sandbox: winner!.dir, slot },
+      'restored paused sandbox',
+    );
   }
   if (report.restored.length || report.trashed.length) {
-    m.log.info({ event: 'restore', restored: report.restored.length, trashed: report.trashed.length }, 'paused sandbox restore complete');
+    m.log.info(
+      { event: 'restore', restored: report.restored.length, trashed: report.trashed.length },
+      'paused sandbox restore complete',
+    );
   }
   return report;
 }

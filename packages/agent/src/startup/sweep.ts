@@ -1,7 +1,7 @@
 import { rename, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { errorMessage, fsyncPath, layout } from '@wrenn/common';
 import type { Logger } from '@wrenn/common';
+import { errorMessage, fsyncPath, layout } from '@wrenn/common';
 import { isStagingOrTrash, listSandboxDirs, readPauseMeta, removeDir } from '../store.ts';
 
 export interface SweepReport {
@@ -31,14 +31,20 @@ export async function sweepStagingAndTrash(dir: string, log: Logger): Promise<Sw
     const id = name.slice(0, name.indexOf('.staging-'));
     const live = join(sandboxes, id);
     try {
-      const liveExists = await stat(live).then(() => true, () => false);
+      const liveExists = await stat(live).then(
+        () => true,
+        () => false,
+      );
       if (!liveExists) {
         const meta = await readPauseMeta(join(sandboxes, name)).catch(() => undefined);
         if (meta && meta.sandbox_id === id) {
           await rename(join(sandboxes, name), live);
           await fsyncPath(sandboxes);
           report.promoted.push(name);
-          log.warn({ event: 'sweep:promote-staging', dir: name }, 'promoted a complete staging dir of an interrupted pause');
+          log.warn(
+            { event: 'sweep:promote-staging', dir: name },
+            'promoted a complete staging dir of an interrupted pause',
+          );
           continue;
         }
       }
@@ -75,7 +81,10 @@ export async function sweepStagingAndTrash(dir: string, log: Logger): Promise<Sw
     }
   }
   if (report.removed.length || report.promoted.length) {
-    log.info({ event: 'sweep', removed: report.removed.length, promoted: report.promoted.length }, 'swept staging and trash dirs');
+    log.info(
+      { event: 'sweep', removed: report.removed.length, promoted: report.promoted.length },
+      'swept staging and trash dirs',
+    );
   }
   return report;
 }

@@ -8,7 +8,12 @@ import { layout } from '@wrenn/common';
 import { agentv1 } from '@wrenn/proto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { OVERLAY, PAUSE_META } from '../../src/store.ts';
-import { type AgentProcess, envdVia, processesUnder, spawnAgent } from '../support/agent-process.ts';
+import {
+  type AgentProcess,
+  envdVia,
+  processesUnder,
+  spawnAgent,
+} from '../support/agent-process.ts';
 import { dirDigest, disposeWrennDir, freshWrennDir, sha256 } from '../support/vm-dir.ts';
 
 const execFileP = promisify(execFile);
@@ -46,18 +51,29 @@ describe('corrupt files and a full disk (real VMs)', () => {
 
     agent = await agentOn(dir);
     const list = (await agent.client.list({})).sandboxes;
-    expect(list.map((s) => [s.sandboxId, s.status])).toEqual([['good', agentv1.SandboxStatus.PAUSED]]);
+    expect(list.map((s) => [s.sandboxId, s.status])).toEqual([
+      ['good', agentv1.SandboxStatus.PAUSED],
+    ]);
     const names = await readdir(sbx);
     for (const bad of ['trunc', 'garbage', 'noover']) {
       expect(names).not.toContain(bad);
-      expect(names.some((n) => n.startsWith(`${bad}.trash-`)), `${bad} quarantined`).toBe(true);
+      expect(
+        names.some((n) => n.startsWith(`${bad}.trash-`)),
+        `${bad} quarantined`,
+      ).toBe(true);
     }
     expect(await dirDigest(join(sbx, 'good'))).toEqual(goodDigest);
-    expect(agent.output()).toMatch(/restore: trashing trunc: unreadable snapshot meta: vmstate is 4096 bytes/);
-    expect(agent.output()).toMatch(/restore: trashing noover: unreadable snapshot meta: rootfs\.qcow2 is missing/);
+    expect(agent.output()).toMatch(
+      /restore: trashing trunc: unreadable snapshot meta: vmstate is 4096 bytes/,
+    );
+    expect(agent.output()).toMatch(
+      /restore: trashing noover: unreadable snapshot meta: rootfs\.qcow2 is missing/,
+    );
 
     await agent.client.resume({ sandboxId: 'good' });
-    expect(sha256(await envdVia(agent.url, 'good').readFile('/root/d.bin'))).toBe(sha256(data.get('good')!));
+    expect(sha256(await envdVia(agent.url, 'good').readFile('/root/d.bin'))).toBe(
+      sha256(data.get('good')!),
+    );
     await agent.client.destroy({ sandboxId: 'good' });
 
     // The next start sweeps the quarantined dirs.
@@ -110,7 +126,10 @@ describe('corrupt files and a full disk (real VMs)', () => {
     // With room again, the same sandbox pauses, and both resume with their data.
     await rm(filler);
     await agent.client.pause({ sandboxId: 'b' });
-    for (const [id, d] of [['a', dA], ['b', dB]] as const) {
+    for (const [id, d] of [
+      ['a', dA],
+      ['b', dB],
+    ] as const) {
       await agent.client.resume({ sandboxId: id });
       expect(sha256(await envdVia(agent.url, id).readFile('/root/d.bin'))).toBe(sha256(d));
       await agent.client.destroy({ sandboxId: id });

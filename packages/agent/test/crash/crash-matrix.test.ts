@@ -5,7 +5,12 @@ import { layout } from '@wrenn/common';
 import { agentv1 } from '@wrenn/proto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ALL_CRASH_POINTS } from '../../src/crash.ts';
-import { type AgentProcess, envdVia, processesUnder, spawnAgent } from '../support/agent-process.ts';
+import {
+  type AgentProcess,
+  envdVia,
+  processesUnder,
+  spawnAgent,
+} from '../support/agent-process.ts';
 import { dirDigest, disposeWrennDir, freshWrennDir, imagesDir, sha256 } from '../support/vm-dir.ts';
 
 /**
@@ -39,7 +44,9 @@ const DEFAULT_POINTS = [
 // Template-snapshot *build* points need a template without a snapshot (a cold boot each).
 const LAZY_BUILD_POINTS = ['template:build-snapshot', 'template:promote-snapshot'];
 const POINTS =
-  process.env.WRENN_CRASH_MATRIX === 'all' ? ALL_CRASH_POINTS.filter((p) => !LAZY_BUILD_POINTS.includes(p)) : DEFAULT_POINTS;
+  process.env.WRENN_CRASH_MATRIX === 'all'
+    ? ALL_CRASH_POINTS.filter((p) => !LAZY_BUILD_POINTS.includes(p))
+    : DEFAULT_POINTS;
 
 let dir: string;
 let rec: AgentProcess;
@@ -67,7 +74,10 @@ async function checkInvariants(agent: AgentProcess, point: string) {
   expect(q?.status, `${point}: Q is paused`).toBe(agentv1.SandboxStatus.PAUSED);
   expect(await dirDigest(layout(dir).sandbox('q')), `${point}: Q unchanged`).toEqual(qDigest);
   for (const s of list) {
-    expect([agentv1.SandboxStatus.RUNNING, agentv1.SandboxStatus.PAUSED], `${point}: ${s.sandboxId} consistent`).toContain(s.status);
+    expect(
+      [agentv1.SandboxStatus.RUNNING, agentv1.SandboxStatus.PAUSED],
+      `${point}: ${s.sandboxId} consistent`,
+    ).toContain(s.status);
   }
   const slots = list.map((s) => s.slot);
   expect(new Set(slots).size, `${point}: slots unique`).toBe(slots.length);
@@ -94,7 +104,8 @@ async function act(agent: AgentProcess, verb: string, t: string): Promise<void> 
   else if (verb === 'pause') await c.pause({ sandboxId: t });
   else if (verb === 'resume') await c.resume({ sandboxId: t });
   else if (verb === 'destroy') await c.destroy({ sandboxId: t });
-  else if (verb === 'template') await c.createTemplateSnapshot({ sandboxId: t, teamId: 'crash', templateId: 'fromsb' });
+  else if (verb === 'template')
+    await c.createTemplateSnapshot({ sandboxId: t, teamId: 'crash', templateId: 'fromsb' });
 }
 
 describe('crash matrix (real VMs, kill -9 at each named step)', () => {
@@ -118,7 +129,10 @@ describe('crash matrix (real VMs, kill -9 at each named step)', () => {
         () => 'failed',
       );
       const exit = await crashing.exited;
-      expect(exit.signal, `${point}: the agent died at the crash point\n${crashing.output().slice(-3000)}`).toBe('SIGKILL');
+      expect(
+        exit.signal,
+        `${point}: the agent died at the crash point\n${crashing.output().slice(-3000)}`,
+      ).toBe('SIGKILL');
       expect(await op).toBe('failed');
       expect(crashing.output()).toContain(`WRENN_CRASH_AT=${point}`);
 
@@ -126,13 +140,17 @@ describe('crash matrix (real VMs, kill -9 at each named step)', () => {
       const list = await checkInvariants(rec, point);
       const target = list.find((s) => s.sandboxId === t);
 
-      if (verb === 'destroy') expect(target, `${point}: a destroyed sandbox stays gone`).toBeUndefined();
+      if (verb === 'destroy')
+        expect(target, `${point}: a destroyed sandbox stays gone`).toBeUndefined();
       if (verb === 'template') {
         expect(target?.status).toBe(agentv1.SandboxStatus.RUNNING);
-        const tpls = (await rec.client.listTemplates({})).templates.filter((x) => x.teamId === 'crash');
+        const tpls = (await rec.client.listTemplates({})).templates.filter(
+          (x) => x.teamId === 'crash',
+        );
         // Either it never appeared, or it appeared complete (it has its snapshot).
         for (const x of tpls) expect(x.hasSnapshot).toBe(true);
-        for (const x of tpls) await rec.client.deleteTemplate({ teamId: x.teamId, templateId: x.templateId });
+        for (const x of tpls)
+          await rec.client.deleteTemplate({ teamId: x.teamId, templateId: x.templateId });
         const leftovers = await readdir(join(dir, 'images', 'crash')).catch(() => [] as string[]);
         expect(leftovers.filter((n) => n.includes('.staging-'))).toEqual([]);
       }
@@ -143,7 +161,10 @@ describe('crash matrix (real VMs, kill -9 at each named step)', () => {
         const e = envdVia(rec.url, t);
         const echo = await e.run('/bin/sh', ['-c', 'echo ok']);
         expect(echo.stdout).toBe('ok\n');
-        if (data) expect(sha256(await e.readFile('/root/t.bin')), `${point}: data intact`).toBe(sha256(data));
+        if (data)
+          expect(sha256(await e.readFile('/root/t.bin')), `${point}: data intact`).toBe(
+            sha256(data),
+          );
         await rec.client.destroy({ sandboxId: t });
       }
       expect((await processesUnder(dir)).length).toBe(0);
@@ -157,37 +178,47 @@ describe('crash matrix (real VMs, kill -9 at each named step)', () => {
  * use, nor a VM. Each needs a cold boot, so it runs with WRENN_CRASH_MATRIX=all.
  */
 const LAZY = process.env.WRENN_CRASH_MATRIX === 'all' ? LAZY_BUILD_POINTS : [];
-if (LAZY.length > 0) describe('crash during a lazy template snapshot build', () => {
-  for (const point of LAZY) {
-    it(`${point}: the template is left without a snapshot or with a complete one; creates work after`, async () => {
-      const d = await freshWrennDir();
-      try {
-        // A private copy of `minimal` with no snapshot: team `lazy` (hard links, never written).
-        const src = join(imagesDir(), 'images', 'public', 'minimal');
-        const dst = join(d, 'images', 'lazy', 'mini');
-        await mkdir(dst, { recursive: true });
-        await link(join(src, 'rootfs.ext4'), join(dst, 'rootfs.ext4'));
-        await copyFile(join(src, 'manifest.json'), join(dst, 'manifest.json'));
-        const crashing = await spawnAgent(d, { crashAt: point });
-        const op = crashing.client.create({ sandboxId: 'l1', teamId: 'lazy', templateId: 'mini' }).then(() => 'completed', () => 'failed');
-        expect((await crashing.exited).signal).toBe('SIGKILL');
-        expect(await op).toBe('failed');
-        const ok = await spawnAgent(d);
+if (LAZY.length > 0)
+  describe('crash during a lazy template snapshot build', () => {
+    for (const point of LAZY) {
+      it(`${point}: the template is left without a snapshot or with a complete one; creates work after`, async () => {
+        const d = await freshWrennDir();
         try {
-          const names = await readdir(dst);
-          expect(names.filter((n) => n.includes('.staging-'))).toEqual([]);
-          expect(await processesUnder(d)).toEqual([]);
-          const tpl = (await ok.client.listTemplates({})).templates.find((t) => t.teamId === 'lazy');
-          expect(tpl?.hasSnapshot).toBe(point === 'template:promote-snapshot');
-          await ok.client.create({ sandboxId: 'l2', teamId: 'lazy', templateId: 'mini' });
-          expect((await envdVia(ok.url, 'l2').run('/bin/sh', ['-c', 'echo lazy-ok'])).stdout).toBe('lazy-ok\n');
-          await ok.client.destroy({ sandboxId: 'l2' });
+          // A private copy of `minimal` with no snapshot: team `lazy` (hard links, never written).
+          const src = join(imagesDir(), 'images', 'public', 'minimal');
+          const dst = join(d, 'images', 'lazy', 'mini');
+          await mkdir(dst, { recursive: true });
+          await link(join(src, 'rootfs.ext4'), join(dst, 'rootfs.ext4'));
+          await copyFile(join(src, 'manifest.json'), join(dst, 'manifest.json'));
+          const crashing = await spawnAgent(d, { crashAt: point });
+          const op = crashing.client
+            .create({ sandboxId: 'l1', teamId: 'lazy', templateId: 'mini' })
+            .then(
+              () => 'completed',
+              () => 'failed',
+            );
+          expect((await crashing.exited).signal).toBe('SIGKILL');
+          expect(await op).toBe('failed');
+          const ok = await spawnAgent(d);
+          try {
+            const names = await readdir(dst);
+            expect(names.filter((n) => n.includes('.staging-'))).toEqual([]);
+            expect(await processesUnder(d)).toEqual([]);
+            const tpl = (await ok.client.listTemplates({})).templates.find(
+              (t) => t.teamId === 'lazy',
+            );
+            expect(tpl?.hasSnapshot).toBe(point === 'template:promote-snapshot');
+            await ok.client.create({ sandboxId: 'l2', teamId: 'lazy', templateId: 'mini' });
+            expect(
+              (await envdVia(ok.url, 'l2').run('/bin/sh', ['-c', 'echo lazy-ok'])).stdout,
+            ).toBe('lazy-ok\n');
+            await ok.client.destroy({ sandboxId: 'l2' });
+          } finally {
+            await ok.stop();
+          }
         } finally {
-          await ok.stop();
+          await disposeWrennDir(d);
         }
-      } finally {
-        await disposeWrennDir(d);
-      }
-    });
-  }
-});
+      });
+    }
+  });

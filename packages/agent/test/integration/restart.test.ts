@@ -4,7 +4,12 @@ import { Code, ConnectError } from '@connectrpc/connect';
 import { layout } from '@wrenn/common';
 import { agentv1 } from '@wrenn/proto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type AgentProcess, envdVia, processesUnder, spawnAgent } from '../support/agent-process.ts';
+import {
+  type AgentProcess,
+  envdVia,
+  processesUnder,
+  spawnAgent,
+} from '../support/agent-process.ts';
 import { disposeWrennDir, freshWrennDir, sha256, until } from '../support/vm-dir.ts';
 
 let dir: string;
@@ -27,7 +32,7 @@ async function codeOf(p: Promise<unknown>): Promise<Code | 'ok'> {
   }
 }
 
-const COUNTER = "i=0; while :; do i=$((i+1)); echo $i > /tmp/counter; sleep 0.2; done";
+const COUNTER = 'i=0; while :; do i=$((i+1)); echo $i > /tmp/counter; sleep 0.2; done';
 
 async function counter(e: ReturnType<typeof envdVia>): Promise<number> {
   return Number((await e.readFile('/tmp/counter')).toString().trim());
@@ -38,9 +43,24 @@ describe('real VMs across agent process restarts (TCG)', () => {
     agent = await spawnAgent(dir);
     const c = agent.client;
     expect(await codeOf(c.pause({ sandboxId: 'nosuch' }))).toBe(Code.NotFound);
-    expect(await codeOf(c.create({ sandboxId: 'toobig', teamId: 't1', templateId: 'minimal', vcpus: 64 }))).toBe(Code.InvalidArgument);
-    expect(await codeOf(c.create({ sandboxId: 'toobig', teamId: 't1', templateId: 'minimal', memoryMb: 99_999_999 }))).toBe(Code.InvalidArgument);
-    expect(await codeOf(c.create({ sandboxId: 'notpl', teamId: 't1', templateId: 'no-such-template' }))).toBe(Code.NotFound);
+    expect(
+      await codeOf(
+        c.create({ sandboxId: 'toobig', teamId: 't1', templateId: 'minimal', vcpus: 64 }),
+      ),
+    ).toBe(Code.InvalidArgument);
+    expect(
+      await codeOf(
+        c.create({
+          sandboxId: 'toobig',
+          teamId: 't1',
+          templateId: 'minimal',
+          memoryMb: 99_999_999,
+        }),
+      ),
+    ).toBe(Code.InvalidArgument);
+    expect(
+      await codeOf(c.create({ sandboxId: 'notpl', teamId: 't1', templateId: 'no-such-template' })),
+    ).toBe(Code.NotFound);
     expect((await c.list({})).sandboxes).toEqual([]);
     expect(await readdir(layout(dir).sandboxes)).toEqual([]);
   });
@@ -54,7 +74,9 @@ describe('real VMs across agent process restarts (TCG)', () => {
     await keep.writeFile('/root/data.bin', data);
     const pid = await keep.startBackground('/bin/sh', ['-c', COUNTER]);
     expect(pid).toBeGreaterThan(1);
-    const before = await until('the counter to reach 3', async () => ((await counter(keep)) >= 3 ? counter(keep) : undefined));
+    const before = await until('the counter to reach 3', async () =>
+      (await counter(keep)) >= 3 ? counter(keep) : undefined,
+    );
     const paused = await agent.client.pause({ sandboxId: 'keep' });
     expect(paused.sandbox?.status).toBe(agentv1.SandboxStatus.PAUSED);
     const slot = paused.sandbox?.slot;
@@ -83,7 +105,9 @@ describe('real VMs across agent process restarts (TCG)', () => {
       expect(after).toBeGreaterThanOrEqual(before);
       const alive = await keep.run('/bin/sh', ['-c', `kill -0 ${pid} && echo alive`]);
       expect(alive.stdout).toBe('alive\n');
-      await until('the counter to move on', async () => ((await counter(keep)) > after ? true : undefined));
+      await until('the counter to move on', async () =>
+        (await counter(keep)) > after ? true : undefined,
+      );
       if (round === 1) {
         const again = await agent.client.pause({ sandboxId: 'keep' });
         expect(again.sandbox?.status).toBe(agentv1.SandboxStatus.PAUSED);

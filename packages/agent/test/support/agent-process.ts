@@ -52,10 +52,28 @@ export function agentClient(url: string, token = TOKEN) {
  * when it dies before serving (a crash point during startup work never happens: crash
  * points are in lifecycle verbs only).
  */
-export async function spawnAgent(dir: string, opts: { crashAt?: string; port?: number; extraArgs?: string[]; env?: Record<string, string> } = {}): Promise<AgentProcess> {
+export async function spawnAgent(
+  dir: string,
+  opts: {
+    crashAt?: string;
+    port?: number;
+    extraArgs?: string[];
+    env?: Record<string, string>;
+  } = {},
+): Promise<AgentProcess> {
   const child = spawn(
     process.execPath,
-    [WRENN, 'agent', '--dir', dir, '--port', String(opts.port ?? 0), '--token', TOKEN, ...(opts.extraArgs ?? [])],
+    [
+      WRENN,
+      'agent',
+      '--dir',
+      dir,
+      '--port',
+      String(opts.port ?? 0),
+      '--token',
+      TOKEN,
+      ...(opts.extraArgs ?? []),
+    ],
     {
       env: {
         ...process.env,
@@ -86,7 +104,9 @@ export async function spawnAgent(dir: string, opts: { crashAt?: string; port?: n
     }, 20);
     void exited.then((e) => {
       clearInterval(timer);
-      reject(new Error(`agent exited before serving (${e.code ?? e.signal}):\n${out.slice(-4000)}`));
+      reject(
+        new Error(`agent exited before serving (${e.code ?? e.signal}):\n${out.slice(-4000)}`),
+      );
     });
   });
   return {
@@ -106,18 +126,31 @@ export async function spawnAgent(dir: string, opts: { crashAt?: string; port?: n
 /** envd's Connect clients and /files through the agent's proxy. */
 export function envdVia(agentUrl: string, sandboxId: string, accessToken?: string) {
   const base = `${agentUrl}/proxy/${sandboxId}/49983`;
-  const headers: Record<string, string> = { 'x-wrenn-host-token': TOKEN, ...(accessToken ? { 'x-access-token': accessToken } : {}) };
+  const headers: Record<string, string> = {
+    'x-wrenn-host-token': TOKEN,
+    ...(accessToken ? { 'x-access-token': accessToken } : {}),
+  };
   const { process: proc } = envdClients(base, { headers });
   return {
     base,
     /** Run a command to completion; returns stdout, stderr and exit code. */
-    async run(cmd: string, args: string[] = [], user = 'root'): Promise<{ stdout: string; stderr: string; exitCode: number }> {
+    async run(
+      cmd: string,
+      args: string[] = [],
+      user = 'root',
+    ): Promise<{ stdout: string; stderr: string; exitCode: number }> {
       let stdout = '';
       let stderr = '';
       let exitCode = -1;
       const stream = proc.start(
         { process: { cmd, args, envs: {} } },
-        { headers: { ...headers, authorization: `Basic ${Buffer.from(`${user}:`).toString('base64')}` }, timeoutMs: 300_000 },
+        {
+          headers: {
+            ...headers,
+            authorization: `Basic ${Buffer.from(`${user}:`).toString('base64')}`,
+          },
+          timeoutMs: 300_000,
+        },
       );
       for await (const r of stream) {
         const ev = r.event?.event;
@@ -139,13 +172,20 @@ export function envdVia(agentUrl: string, sandboxId: string, accessToken?: strin
       const ctl = new AbortController();
       const stream = proc.start(
         { process: { cmd, args, envs: {} } },
-        { headers: { ...headers, authorization: `Basic ${Buffer.from(`${user}:`).toString('base64')}` }, signal: ctl.signal },
+        {
+          headers: {
+            ...headers,
+            authorization: `Basic ${Buffer.from(`${user}:`).toString('base64')}`,
+          },
+          signal: ctl.signal,
+        },
       );
       try {
         for await (const r of stream) {
           const ev = r.event?.event;
           if (ev?.case === 'start') return ev.value.pid;
-          if (ev?.case === 'end') throw new Error(`${cmd} ended at once: ${JSON.stringify(ev.value)}`);
+          if (ev?.case === 'end')
+            throw new Error(`${cmd} ended at once: ${JSON.stringify(ev.value)}`);
         }
       } finally {
         ctl.abort();
@@ -158,12 +198,16 @@ export function envdVia(agentUrl: string, sandboxId: string, accessToken?: strin
         headers: { ...headers, 'content-type': 'application/octet-stream' },
         body: typeof data === 'string' ? data : Buffer.from(data),
       });
-      if (res.status >= 300) throw new Error(`POST /files ${path}: ${res.status} ${await res.text()}`);
+      if (res.status >= 300)
+        throw new Error(`POST /files ${path}: ${res.status} ${await res.text()}`);
       await res.body?.cancel();
     },
     async readFile(path: string, user = 'root'): Promise<Buffer> {
-      const res = await fetch(`${base}/files?path=${encodeURIComponent(path)}&username=${user}`, { headers });
-      if (res.status !== 200) throw new Error(`GET /files ${path}: ${res.status} ${await res.text()}`);
+      const res = await fetch(`${base}/files?path=${encodeURIComponent(path)}&username=${user}`, {
+        headers,
+      });
+      if (res.status !== 200)
+        throw new Error(`GET /files ${path}: ${res.status} ${await res.text()}`);
       return Buffer.from(await res.arrayBuffer());
     },
   };

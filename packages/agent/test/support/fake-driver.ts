@@ -1,7 +1,14 @@
-import { createServer, type Server } from 'node:http';
 import { readFile, writeFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
-import type { SnapshotMode, VmRef, VmSource, VmSpec, VmStatus, VmmDriver } from '../../src/vmm/driver.ts';
+import type {
+  SnapshotMode,
+  VmmDriver,
+  VmRef,
+  VmSource,
+  VmSpec,
+  VmStatus,
+} from '../../src/vmm/driver.ts';
 
 /**
  * A VMM driver for unit tests of the manager and the restore rules — never the proof that
@@ -21,7 +28,14 @@ interface FakeVm {
 const registry = new Map<number, FakeVm>();
 let nextPid = 900_000_000;
 
-export type FailPoint = 'start' | 'pause' | 'resume' | 'snapshotToDir' | 'kill' | 'forwardPort' | 'prepare';
+export type FailPoint =
+  | 'start'
+  | 'pause'
+  | 'resume'
+  | 'snapshotToDir'
+  | 'kill'
+  | 'forwardPort'
+  | 'prepare';
 
 export class FakeDriver implements VmmDriver {
   readonly name = 'fake';
@@ -61,7 +75,10 @@ export class FakeDriver implements VmmDriver {
     this.fail('start');
     let ram: FakeVm['ram'] = { counter: 0, inits: [], source: source.kind };
     if (source.kind === 'snapshot') {
-      ram = { ...JSON.parse(await readFile(join(source.snapshotDir, 'memory'), 'utf8')), source: 'snapshot' };
+      ram = {
+        ...JSON.parse(await readFile(join(source.snapshotDir, 'memory'), 'utf8')),
+        source: 'snapshot',
+      };
     }
     const pid = nextPid++;
     const ref: VmRef = { vmId: spec.vmId, runDir: spec.runDir, pid, spec };
@@ -87,21 +104,25 @@ export class FakeDriver implements VmmDriver {
           res.writeHead(failPrepare ? 500 : 204).end();
         } else if (req.url === '/tick') {
           vm.ram.counter++;
-          res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ counter: vm.ram.counter }));
+          res
+            .writeHead(200, { 'content-type': 'application/json' })
+            .end(JSON.stringify({ counter: vm.ram.counter }));
         } else if (req.url?.startsWith('/slow')) {
           // Holds the request open until the connection is aborted (a long stream).
           res.writeHead(200);
           res.write('streaming\n');
         } else {
-          res.writeHead(200, { 'content-type': 'application/json' }).end(
-            JSON.stringify({ url: req.url, method: req.method, headers: req.headers, body }),
-          );
+          res
+            .writeHead(200, { 'content-type': 'application/json' })
+            .end(JSON.stringify({ url: req.url, method: req.method, headers: req.headers, body }));
         }
       });
     });
     // WebSocket-style upgrades: answer 101 and echo every byte back.
     vm.server.on('upgrade', (_req, socket, head) => {
-      socket.write('HTTP/1.1 101 Switching Protocols\r\nupgrade: echo\r\nconnection: upgrade\r\n\r\n');
+      socket.write(
+        'HTTP/1.1 101 Switching Protocols\r\nupgrade: echo\r\nconnection: upgrade\r\n\r\n',
+      );
       if (head.length) socket.write(head);
       socket.pipe(socket);
     });

@@ -1,8 +1,7 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { layout } from '@wrenn/common';
-import { createLogger } from '@wrenn/common';
+import { createLogger, layout } from '@wrenn/common';
 import { Manager } from '../../src/manager.ts';
 import { OVERLAY, PAUSE_META, type PauseMeta } from '../../src/store.ts';
 import type { VmmDriver } from '../../src/vmm/driver.ts';
@@ -34,7 +33,11 @@ export function nextPortBase(): number {
   return portCursor;
 }
 
-export function newManager(dir: string, driver: VmmDriver, opts: { maxSlots?: number } = {}): Manager {
+export function newManager(
+  dir: string,
+  driver: VmmDriver,
+  opts: { maxSlots?: number } = {},
+): Manager {
   return new Manager({
     dir,
     driver,

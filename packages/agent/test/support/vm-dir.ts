@@ -11,7 +11,10 @@ import { killVmsUnder } from './agent-process.ts';
  */
 export function imagesDir(): string {
   const d = (inject as (k: string) => unknown)('wrennDir') as string | undefined;
-  if (!d) throw new Error("no built images: the vm project's global setup must provide inject('wrennDir')");
+  if (!d)
+    throw new Error(
+      "no built images: the vm project's global setup must provide inject('wrennDir')",
+    );
   return d;
 }
 
@@ -47,7 +50,9 @@ export async function dirDigest(path: string): Promise<Record<string, string>> {
   for (const name of (await readdir(path)).sort()) {
     const p = join(path, name);
     if ((await stat(p)).isDirectory()) continue;
-    out[name] = createHash('sha256').update(await readFile(p)).digest('hex');
+    out[name] = createHash('sha256')
+      .update(await readFile(p))
+      .digest('hex');
   }
   return out;
 }
@@ -55,7 +60,11 @@ export async function dirDigest(path: string): Promise<Record<string, string>> {
 export const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
 /** Poll `fn` until it returns a value (not undefined) or `timeoutMs` passes. */
-export async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 120_000): Promise<T> {
+export async function until<T>(
+  what: string,
+  fn: () => Promise<T | undefined>,
+  timeoutMs = 120_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   while (Date.now() < deadline) {

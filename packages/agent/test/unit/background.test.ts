@@ -10,7 +10,13 @@ import { MetricsSampler, Ring } from '../../src/metrics.ts';
 import { AGENT_JSON } from '../../src/registration.ts';
 import { shutdownSandboxes } from '../../src/shutdown.ts';
 import { FakeDriver } from '../support/fake-driver.ts';
-import { fabricateWrennDir, newManager, nextPortBase, removeWrennDir, silentLog } from '../support/fixtures.ts';
+import {
+  fabricateWrennDir,
+  newManager,
+  nextPortBase,
+  removeWrennDir,
+  silentLog,
+} from '../support/fixtures.ts';
 
 const dirs: string[] = [];
 afterEach(async () => {
@@ -37,7 +43,11 @@ describe('metrics', () => {
     const m = newManager(dir, driver);
     const sb = await createSandbox(m, { sandboxId: 'met1', teamId: 't', templateId: 'minimal' });
     // Stand in a real busy process for the VMM process (the fake VM has no pid of its own).
-    const busy = spawn(process.execPath, ['-e', 'const a=[];for(;;){a.push(Math.random());if(a.length>1e5)a.length=0}'], { stdio: 'ignore' });
+    const busy = spawn(
+      process.execPath,
+      ['-e', 'const a=[];for(;;){a.push(Math.random());if(a.length>1e5)a.length=0}'],
+      { stdio: 'ignore' },
+    );
     try {
       sb.vm = { ...sb.vm!, pid: busy.pid! };
       const sampler = new MetricsSampler(m, 1000, 10);
@@ -80,44 +90,84 @@ describe('shutdown', () => {
     expect(out.paused.sort()).toEqual(['sd1', 'sd2']);
     expect(m.get('sd1').status).toBe('paused');
     expect(FakeDriver.alive()).toHaveLength(0);
-    await expect(createSandbox(m, { sandboxId: 'sd3', teamId: 't', templateId: 'minimal' })).rejects.toMatchObject({ code: 'unavailable' });
+    await expect(
+      createSandbox(m, { sandboxId: 'sd3', teamId: 't', templateId: 'minimal' }),
+    ).rejects.toMatchObject({ code: 'unavailable' });
   });
 });
 
 describe('registration and heartbeats', () => {
   it('registers once with the token, stores agent.json 0600, heartbeats with the host token, and reuses it after a restart', async () => {
     const dir = await wrennDir();
-    const seen: { path: string; headers: IncomingMessage['headers']; body: Record<string, unknown> }[] = [];
+    const seen: {
+      path: string;
+      headers: IncomingMessage['headers'];
+      body: Record<string, unknown>;
+    }[] = [];
     const cp = createServer((req, res) => {
       let body = '';
       req.on('data', (d) => (body += d));
       req.on('end', () => {
         seen.push({ path: req.url!, headers: req.headers, body: JSON.parse(body || '{}') });
-        if (req.url === '/v1/hosts/register') res.writeHead(201, { 'content-type': 'application/json' }).end(JSON.stringify({ hostId: 'host-1', hostToken: 'issued-token' }));
+        if (req.url === '/v1/hosts/register')
+          res
+            .writeHead(201, { 'content-type': 'application/json' })
+            .end(JSON.stringify({ hostId: 'host-1', hostToken: 'issued-token' }));
         else res.writeHead(204).end();
       });
     });
     await new Promise<void>((r) => cp.listen(0, '127.0.0.1', () => r()));
     const cpUrl = `http://127.0.0.1:${(cp.address() as AddressInfo).port}`;
     try {
-      const a = await startAgent({ dir, hostToken: 'provisional', driver: new FakeDriver(), portBase: nextPortBase(), log: silentLog, controlPlaneUrl: cpUrl, registrationToken: 'one-time', heartbeatMs: 50 });
+      const a = await startAgent({
+        dir,
+        hostToken: 'provisional',
+        driver: new FakeDriver(),
+        portBase: nextPortBase(),
+        log: silentLog,
+        controlPlaneUrl: cpUrl,
+        registrationToken: 'one-time',
+        heartbeatMs: 50,
+      });
       const reg = seen.find((s) => s.path === '/v1/hosts/register')!;
       expect(reg.body).toMatchObject({ registrationToken: 'one-time', agentUrl: a.url });
-      expect(reg.body.capacity).toMatchObject({ vcpus: expect.any(Number), memoryMb: expect.any(Number), diskMb: expect.any(Number) });
+      expect(reg.body.capacity).toMatchObject({
+        vcpus: expect.any(Number),
+        memoryMb: expect.any(Number),
+        diskMb: expect.any(Number),
+      });
       const saved = JSON.parse(await readFile(join(dir, AGENT_JSON), 'utf8'));
-      expect(saved).toEqual({ controlPlaneUrl: cpUrl, hostId: 'host-1', hostToken: 'issued-token' });
+      expect(saved).toEqual({
+        controlPlaneUrl: cpUrl,
+        hostId: 'host-1',
+        hostToken: 'issued-token',
+      });
       expect((await stat(join(dir, AGENT_JSON))).mode & 0o777).toBe(0o600);
-      for (let i = 0; i < 100 && !seen.some((s) => s.path === '/v1/hosts/host-1/heartbeat'); i++) await new Promise((r) => setTimeout(r, 20));
+      for (let i = 0; i < 100 && !seen.some((s) => s.path === '/v1/hosts/host-1/heartbeat'); i++)
+        await new Promise((r) => setTimeout(r, 20));
       const hb = seen.find((s) => s.path === '/v1/hosts/host-1/heartbeat')!;
       expect(hb.headers['x-wrenn-host-token']).toBe('issued-token');
-      expect(hb.body).toMatchObject({ load: { sandboxesRunning: 0, sandboxesPaused: 0 }, accelerator: 'none' });
+      expect(hb.body).toMatchObject({
+        load: { sandboxesRunning: 0, sandboxesPaused: 0 },
+        accelerator: 'none',
+      });
       // The issued token is the one requests must now carry.
-      const res = await fetch(`${a.url}/proxy/x/49983/`, { headers: { 'x-wrenn-host-token': 'provisional' } });
+      const res = await fetch(`${a.url}/proxy/x/49983/`, {
+        headers: { 'x-wrenn-host-token': 'provisional' },
+      });
       expect(res.status).toBe(401);
       await a.close();
 
       const before = seen.filter((s) => s.path === '/v1/hosts/register').length;
-      const b = await startAgent({ dir, hostToken: 'provisional2', driver: new FakeDriver(), portBase: nextPortBase(), log: silentLog, controlPlaneUrl: cpUrl, heartbeatMs: 50 });
+      const b = await startAgent({
+        dir,
+        hostToken: 'provisional2',
+        driver: new FakeDriver(),
+        portBase: nextPortBase(),
+        log: silentLog,
+        controlPlaneUrl: cpUrl,
+        heartbeatMs: 50,
+      });
       expect(seen.filter((s) => s.path === '/v1/hosts/register').length).toBe(before);
       await b.close();
     } finally {

@@ -6,11 +6,11 @@ import { createSandbox } from '../../src/lifecycle/create.ts';
 import { destroySandbox } from '../../src/lifecycle/destroy.ts';
 import { pauseSandbox } from '../../src/lifecycle/pause.ts';
 import { resumeSandbox } from '../../src/lifecycle/resume.ts';
-import { setSandboxTimeout } from '../../src/lifecycle/timeout.ts';
 import { deleteTemplate } from '../../src/lifecycle/template-snapshot.ts';
+import { setSandboxTimeout } from '../../src/lifecycle/timeout.ts';
 import { Reaper } from '../../src/reaper.ts';
 import { recover } from '../../src/startup/index.ts';
-import { OVERLAY, PAUSE_META, readPauseMeta, RUNNING_STATE } from '../../src/store.ts';
+import { OVERLAY, PAUSE_META, RUNNING_STATE, readPauseMeta } from '../../src/store.ts';
 import { FakeDriver } from '../support/fake-driver.ts';
 import { fabricateWrennDir, newManager, removeWrennDir } from '../support/fixtures.ts';
 
@@ -29,7 +29,8 @@ async function setup() {
 }
 
 const ls = async (dir: string) => (await readdir(layout(dir).sandboxes)).sort();
-const tick = async (port: number) => ((await (await fetch(`http://127.0.0.1:${port}/tick`)).json()) as { counter: number }).counter;
+const tick = async (port: number) =>
+  ((await (await fetch(`http://127.0.0.1:${port}/tick`)).json()) as { counter: number }).counter;
 
 describe('create', () => {
   it('creates a running sandbox: slot, base reference, overlay backed by the base, running state, envd /init', async () => {
@@ -58,7 +59,9 @@ describe('create', () => {
 
   it('a missing template is not_found and leaves nothing behind', async () => {
     const { dir, m } = await setup();
-    await expect(createSandbox(m, { sandboxId: 'sb2', teamId: 't', templateId: 'nope' })).rejects.toMatchObject({ code: 'not_found' });
+    await expect(
+      createSandbox(m, { sandboxId: 'sb2', teamId: 't', templateId: 'nope' }),
+    ).rejects.toMatchObject({ code: 'not_found' });
     expect(m.boxes.size).toBe(0);
     expect(m.slots.used).toBe(0);
     expect(await ls(dir)).toEqual([]);
@@ -66,17 +69,29 @@ describe('create', () => {
 
   it('out-of-range resources are invalid_argument', async () => {
     const { m } = await setup();
-    for (const bad of [{ vcpus: 99 }, { memoryMb: 1 }, { memoryMb: 1_000_000 }, { timeoutSeconds: -1 }, { diskMb: 2 ** 31 }]) {
-      await expect(createSandbox(m, { sandboxId: 'sb3', teamId: 't', templateId: 'minimal', ...bad })).rejects.toMatchObject({ code: 'invalid_argument' });
+    for (const bad of [
+      { vcpus: 99 },
+      { memoryMb: 1 },
+      { memoryMb: 1_000_000 },
+      { timeoutSeconds: -1 },
+      { diskMb: 2 ** 31 },
+    ]) {
+      await expect(
+        createSandbox(m, { sandboxId: 'sb3', teamId: 't', templateId: 'minimal', ...bad }),
+      ).rejects.toMatchObject({ code: 'invalid_argument' });
     }
-    await expect(createSandbox(m, { sandboxId: 'Bad_ID', teamId: 't', templateId: 'minimal' })).rejects.toMatchObject({ code: 'invalid_argument' });
+    await expect(
+      createSandbox(m, { sandboxId: 'Bad_ID', teamId: 't', templateId: 'minimal' }),
+    ).rejects.toMatchObject({ code: 'invalid_argument' });
     expect(m.boxes.size).toBe(0);
   });
 
   it('a VM start failure unwinds everything: no dir, no slot, no base reference', async () => {
     const { dir, driver, m } = await setup();
     driver.failNext.set('start', new Error('boom'));
-    await expect(createSandbox(m, { sandboxId: 'sb4', teamId: 't', templateId: 'minimal' })).rejects.toThrow(/boom/);
+    await expect(
+      createSandbox(m, { sandboxId: 'sb4', teamId: 't', templateId: 'minimal' }),
+    ).rejects.toThrow(/boom/);
     expect(m.boxes.size).toBe(0);
     expect(m.slots.used).toBe(0);
     expect(m.baseRefs.count(join(layout(dir).image('public', 'minimal'), 'rootfs.ext4'))).toBe(0);
@@ -86,7 +101,9 @@ describe('create', () => {
   it('a duplicate id is a conflict and the first sandbox is untouched', async () => {
     const { m } = await setup();
     await createSandbox(m, { sandboxId: 'dup', teamId: 't', templateId: 'minimal' });
-    await expect(createSandbox(m, { sandboxId: 'dup', teamId: 't', templateId: 'minimal' })).rejects.toMatchObject({ code: 'conflict' });
+    await expect(
+      createSandbox(m, { sandboxId: 'dup', teamId: 't', templateId: 'minimal' }),
+    ).rejects.toMatchObject({ code: 'conflict' });
     expect(m.get('dup').status).toBe('running');
   });
 });
@@ -94,7 +111,12 @@ describe('create', () => {
 describe('pause and resume', () => {
   it('pause writes a complete snapshot, keeps only the slot; resume continues the same memory on the same slot, many times', async () => {
     const { dir, driver, m } = await setup();
-    const sb = await createSandbox(m, { sandboxId: 'pr1', teamId: 't', templateId: 'minimal', timeoutSeconds: 100 });
+    const sb = await createSandbox(m, {
+      sandboxId: 'pr1',
+      teamId: 't',
+      templateId: 'minimal',
+      timeoutSeconds: 100,
+    });
     const port = m.slots.envdPort(sb.slot);
     const slot = sb.slot;
     const base = sb.baseImage!;
@@ -109,7 +131,9 @@ describe('pause and resume', () => {
       expect(m.slots.isHeld(slot)).toBe(true);
       expect(await ls(dir)).toEqual(['pr1']); // no staging, no trash left
       const live = layout(dir).sandbox('pr1');
-      expect((await readdir(live)).sort()).toEqual([OVERLAY, 'memory', 'vmstate', PAUSE_META].sort());
+      expect((await readdir(live)).sort()).toEqual(
+        [OVERLAY, 'memory', 'vmstate', PAUSE_META].sort(),
+      );
       const meta = await readPauseMeta(live);
       expect(meta.slot_index).toBe(slot);
       expect(meta.remaining_ms).toBeGreaterThan(0);
@@ -140,7 +164,10 @@ describe('pause and resume', () => {
     const sb = await createSandbox(m, { sandboxId: 'full1', teamId: 't', templateId: 'minimal' });
     const port = m.slots.envdPort(sb.slot);
     await tick(port);
-    driver.failNext.set('snapshotToDir', Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' }));
+    driver.failNext.set(
+      'snapshotToDir',
+      Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' }),
+    );
     const err = await pauseSandbox(m, 'full1').catch((e: unknown) => e);
     expect(err).toBeInstanceOf(WrennError);
     expect((err as WrennError).code).toBe('resource_exhausted');
@@ -220,18 +247,33 @@ describe('destroy', () => {
   it('a template in use cannot be deleted', async () => {
     const { m } = await setup();
     await createSandbox(m, { sandboxId: 'u1', teamId: 't', templateId: 'minimal' });
-    await expect(deleteTemplate(m, 'public', 'minimal')).rejects.toMatchObject({ code: 'failed_precondition' });
+    await expect(deleteTemplate(m, 'public', 'minimal')).rejects.toMatchObject({
+      code: 'failed_precondition',
+    });
     await pauseSandbox(m, 'u1');
     // Paused: no base reference, but it needs the base to resume.
-    await expect(deleteTemplate(m, 'public', 'minimal')).rejects.toMatchObject({ code: 'failed_precondition' });
+    await expect(deleteTemplate(m, 'public', 'minimal')).rejects.toMatchObject({
+      code: 'failed_precondition',
+    });
   });
 });
 
 describe('TTL reaper and timeouts', () => {
   it('kills a sandbox past its end, pauses one whose action is pause, and reports it once', async () => {
     const { m } = await setup();
-    const k = await createSandbox(m, { sandboxId: 'ttlk', teamId: 't', templateId: 'minimal', timeoutSeconds: 10 });
-    const p = await createSandbox(m, { sandboxId: 'ttlp', teamId: 't', templateId: 'minimal', timeoutSeconds: 10, timeoutAction: 'pause' });
+    const k = await createSandbox(m, {
+      sandboxId: 'ttlk',
+      teamId: 't',
+      templateId: 'minimal',
+      timeoutSeconds: 10,
+    });
+    const p = await createSandbox(m, {
+      sandboxId: 'ttlp',
+      teamId: 't',
+      templateId: 'minimal',
+      timeoutSeconds: 10,
+      timeoutAction: 'pause',
+    });
     await createSandbox(m, { sandboxId: 'ttln', teamId: 't', templateId: 'minimal' }); // no timeout
     const reaper = new Reaper(m);
     expect(await reaper.tick(k.endAt - 1)).toEqual({ paused: [], killed: [] });
@@ -246,7 +288,12 @@ describe('TTL reaper and timeouts', () => {
 
   it('paused time does not count: a resumed sandbox gets the time it had left', async () => {
     const { m } = await setup();
-    const sb = await createSandbox(m, { sandboxId: 'left1', teamId: 't', templateId: 'minimal', timeoutSeconds: 100 });
+    const sb = await createSandbox(m, {
+      sandboxId: 'left1',
+      teamId: 't',
+      templateId: 'minimal',
+      timeoutSeconds: 100,
+    });
     await pauseSandbox(m, 'left1');
     const remaining = sb.remainingMs;
     expect(remaining).toBeGreaterThan(90_000);
@@ -259,15 +306,22 @@ describe('TTL reaper and timeouts', () => {
     expect(sb.endAt - Date.now()).toBeLessThanOrEqual(remaining);
   });
 
-  it('set-timeout extends a running sandbox and sets a paused one\'s remaining time; bad values are invalid_argument', async () => {
+  it("set-timeout extends a running sandbox and sets a paused one's remaining time; bad values are invalid_argument", async () => {
     const { m } = await setup();
-    const sb = await createSandbox(m, { sandboxId: 'st1', teamId: 't', templateId: 'minimal', timeoutSeconds: 5 });
+    const sb = await createSandbox(m, {
+      sandboxId: 'st1',
+      teamId: 't',
+      templateId: 'minimal',
+      timeoutSeconds: 5,
+    });
     await setSandboxTimeout(m, 'st1', 3600);
     expect(sb.endAt).toBeGreaterThan(Date.now() + 3_500_000);
     await pauseSandbox(m, 'st1');
     await setSandboxTimeout(m, 'st1', 20);
     expect(sb.remainingMs).toBe(20_000);
-    await expect(setSandboxTimeout(m, 'st1', -5)).rejects.toMatchObject({ code: 'invalid_argument' });
+    await expect(setSandboxTimeout(m, 'st1', -5)).rejects.toMatchObject({
+      code: 'invalid_argument',
+    });
     await expect(setSandboxTimeout(m, 'nosuch', 5)).rejects.toMatchObject({ code: 'not_found' });
   });
 });
@@ -276,7 +330,11 @@ describe('agent restart (fake VMs survive the manager)', () => {
   it('re-adopts running sandboxes, restores paused ones, and their VMs and snapshots are the same', async () => {
     const { dir, driver, m } = await setup();
     const r = await createSandbox(m, { sandboxId: 'keeprun', teamId: 't', templateId: 'minimal' });
-    const p = await createSandbox(m, { sandboxId: 'keeppause', teamId: 't', templateId: 'minimal' });
+    const p = await createSandbox(m, {
+      sandboxId: 'keeppause',
+      teamId: 't',
+      templateId: 'minimal',
+    });
     const rport = m.slots.envdPort(r.slot);
     await tick(rport);
     await tick(m.slots.envdPort(p.slot));
@@ -297,7 +355,11 @@ describe('agent restart (fake VMs survive the manager)', () => {
 
   it('a VM whose vCPUs an interrupted pause stopped runs again after re-adoption', async () => {
     const { dir, driver, m } = await setup();
-    const sb = await createSandbox(m, { sandboxId: 'halfpause', teamId: 't', templateId: 'minimal' });
+    const sb = await createSandbox(m, {
+      sandboxId: 'halfpause',
+      teamId: 't',
+      templateId: 'minimal',
+    });
     await driver.pause(sb.vm!);
     const m2 = newManager(dir, driver);
     Object.defineProperty(m2.slots, 'portBase', { value: m.slots.portBase });
@@ -314,7 +376,7 @@ describe('agent restart (fake VMs survive the manager)', () => {
     const report = await recover(m2);
     expect(report.readopt.swept).toEqual(['deadrun']);
     expect(m2.boxes.size).toBe(0);
-    expect((await stat(layout(dir).sandbox('deadrun')).catch(() => undefined))).toBeUndefined();
+    expect(await stat(layout(dir).sandbox('deadrun')).catch(() => undefined)).toBeUndefined();
   });
 });
 
@@ -322,24 +384,41 @@ describe('template from a sandbox', () => {
   it('writes a complete template and the source keeps running; a failure resumes the source and leaves no staging dir', async () => {
     const { dir, driver, m } = await setup();
     const { createTemplateFromSandbox } = await import('../../src/lifecycle/template-snapshot.ts');
-    const sb = await createSandbox(m, { sandboxId: 'tsrc', teamId: 'team1', templateId: 'minimal' });
+    const sb = await createSandbox(m, {
+      sandboxId: 'tsrc',
+      teamId: 'team1',
+      templateId: 'minimal',
+    });
     const port = m.slots.envdPort(sb.slot);
     await tick(port);
 
     driver.failNext.set('snapshotToDir', new Error('disk on fire'));
-    await expect(createTemplateFromSandbox(m, 'tsrc', 'team1', 'mine')).rejects.toThrow(/disk on fire/);
+    await expect(createTemplateFromSandbox(m, 'tsrc', 'team1', 'mine')).rejects.toThrow(
+      /disk on fire/,
+    );
     expect(sb.status).toBe('running');
     expect(await tick(port)).toBe(2); // vCPUs run again
     expect(await readdir(join(layout(dir).images, 'team1')).catch(() => [])).toEqual([]);
 
     const t = await createTemplateFromSandbox(m, 'tsrc', 'team1', 'mine');
-    expect(t.snapshotMeta).toMatchObject({ kind: 'full', vcpus: 1, memory_mb: 512, source_sandbox: 'tsrc' });
+    expect(t.snapshotMeta).toMatchObject({
+      kind: 'full',
+      vcpus: 1,
+      memory_mb: 512,
+      source_sandbox: 'tsrc',
+    });
     expect((await readdir(t.dir)).sort()).toEqual(['rootfs.ext4', 'snapshot', 'template.json']);
     expect(await tick(port)).toBe(3);
-    await expect(createTemplateFromSandbox(m, 'tsrc', 'team1', 'mine')).rejects.toMatchObject({ code: 'conflict' });
+    await expect(createTemplateFromSandbox(m, 'tsrc', 'team1', 'mine')).rejects.toMatchObject({
+      code: 'conflict',
+    });
 
     // A sandbox from it restores the snapshot's memory (the counter goes on from 2).
-    const child = await createSandbox(m, { sandboxId: 'tchild', teamId: 'team1', templateId: 'mine' });
+    const child = await createSandbox(m, {
+      sandboxId: 'tchild',
+      teamId: 'team1',
+      templateId: 'mine',
+    });
     expect(driver.vm(child.vm!.pid)!.ram.source).toBe('snapshot');
     expect(await tick(m.slots.envdPort(child.slot))).toBe(3);
   });

@@ -9,7 +9,13 @@ import { restorePaused } from '../../src/startup/restore.ts';
 import { sweepStagingAndTrash } from '../../src/startup/sweep.ts';
 import { OVERLAY, PAUSE_META } from '../../src/store.ts';
 import { FakeDriver } from '../support/fake-driver.ts';
-import { fabricatePaused, fabricateWrennDir, newManager, removeWrennDir, silentLog } from '../support/fixtures.ts';
+import {
+  fabricatePaused,
+  fabricateWrennDir,
+  newManager,
+  removeWrennDir,
+  silentLog,
+} from '../support/fixtures.ts';
 
 const dirs: string[] = [];
 afterEach(async () => {
@@ -200,8 +206,15 @@ describe('restore rules on fabricated WRENN_DIRs', () => {
     const dir = await wrennDir();
     const driver = new FakeDriver();
     const first = newManager(dir, driver);
-    const running = await createSandbox(first, { sandboxId: 'runner', teamId: 'public', templateId: 'minimal' });
-    await fabricatePaused(dir, 'clash', { slot_index: running.slot, created_at: '2030-01-01T00:00:00.000Z' });
+    const running = await createSandbox(first, {
+      sandboxId: 'runner',
+      teamId: 'public',
+      templateId: 'minimal',
+    });
+    await fabricatePaused(dir, 'clash', {
+      slot_index: running.slot,
+      created_at: '2030-01-01T00:00:00.000Z',
+    });
 
     // A second manager on the same dir is the restarted agent (same port base: same slots).
     const second = newManager(dir, driver);
@@ -221,7 +234,11 @@ describe('restore rules on fabricated WRENN_DIRs', () => {
     await mkdir(join(layout(dir).sandboxes, 'live1.trash-200'));
     await mkdir(join(layout(dir).sandboxes, 'x.staging-300')); // incomplete: no meta
     const report = await sweepStagingAndTrash(dir, silentLog);
-    expect(report.removed.sort()).toEqual(['live1.staging-100', 'live1.trash-200', 'x.staging-300']);
+    expect(report.removed.sort()).toEqual([
+      'live1.staging-100',
+      'live1.trash-200',
+      'x.staging-300',
+    ]);
     expect(report.promoted).toEqual([]);
     expect(await ls(dir)).toEqual(['live1']);
   });
@@ -230,10 +247,18 @@ describe('restore rules on fabricated WRENN_DIRs', () => {
     const dir = await wrennDir();
     // A pause that died between trash-live and promote-staging.
     await fabricatePaused(dir, 'mid.staging-500');
-    await writeFile(join(layout(dir).sandbox('mid.staging-500'), PAUSE_META), JSON.stringify({
-      ...JSON.parse(await (await import('node:fs/promises')).readFile(join(layout(dir).sandbox('mid.staging-500'), PAUSE_META), 'utf8')),
-      sandbox_id: 'mid',
-    }));
+    await writeFile(
+      join(layout(dir).sandbox('mid.staging-500'), PAUSE_META),
+      JSON.stringify({
+        ...JSON.parse(
+          await (await import('node:fs/promises')).readFile(
+            join(layout(dir).sandbox('mid.staging-500'), PAUSE_META),
+            'utf8',
+          ),
+        ),
+        sandbox_id: 'mid',
+      }),
+    );
     await mkdir(join(layout(dir).sandboxes, 'mid.trash-400'));
     const sweep = await sweepStagingAndTrash(dir, silentLog);
     expect(sweep.promoted).toEqual(['mid.staging-500']);
@@ -247,7 +272,11 @@ describe('restore rules on fabricated WRENN_DIRs', () => {
     const driver = new FakeDriver();
     const m = newManager(dir, driver);
     // A running sandbox on the same template holds one base-image reference.
-    const running = await createSandbox(m, { sandboxId: 'alive', teamId: 'public', templateId: 'minimal' });
+    const running = await createSandbox(m, {
+      sandboxId: 'alive',
+      teamId: 'public',
+      templateId: 'minimal',
+    });
     const base = running.baseImage!;
     expect(m.baseRefs.count(base)).toBe(1);
     await fabricatePaused(dir, 'restored1', { slot_index: 9, team_id: 'public', base_image: base });

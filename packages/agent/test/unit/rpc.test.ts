@@ -1,5 +1,5 @@
-import { connect } from 'node:net';
 import { readdir } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { Code, ConnectError, createClient } from '@connectrpc/connect';
 import { createConnectTransport } from '@connectrpc/connect-node';
 import { layout } from '@wrenn/common';
@@ -41,7 +41,16 @@ async function codeOf(p: Promise<unknown>): Promise<Code | 'ok'> {
 
 beforeAll(async () => {
   dir = await fabricateWrennDir();
-  agent = await startAgent({ dir, hostToken: TOKEN, driver: new FakeDriver(), portBase: nextPortBase(), maxSlots: 8, log: silentLog, reaperIntervalMs: 50, drainTimeoutMs: 300 });
+  agent = await startAgent({
+    dir,
+    hostToken: TOKEN,
+    driver: new FakeDriver(),
+    portBase: nextPortBase(),
+    maxSlots: 8,
+    log: silentLog,
+    reaperIntervalMs: 50,
+    drainTimeoutMs: 300,
+  });
 });
 afterAll(async () => {
   await agent.close();
@@ -62,29 +71,51 @@ describe('RPC API over real HTTP', () => {
     expect(await codeOf(c.resume({ sandboxId: 'nosuch' }))).toBe(Code.NotFound);
     expect(await codeOf(c.getMetrics({ sandboxId: 'nosuch' }))).toBe(Code.NotFound);
     expect(await codeOf(c.pause({ sandboxId: 'Not A Valid Id' }))).toBe(Code.InvalidArgument);
-    expect(await codeOf(c.create({ sandboxId: 'big', teamId: 't', templateId: 'minimal', vcpus: 64 }))).toBe(Code.InvalidArgument);
-    expect(await codeOf(c.create({ sandboxId: 'big', teamId: 't', templateId: 'minimal', memoryMb: 64 }))).toBe(Code.InvalidArgument);
-    expect(await codeOf(c.create({ sandboxId: 'notpl', teamId: 't', templateId: 'nope' }))).toBe(Code.NotFound);
-    expect(await codeOf(c.setTimeout({ sandboxId: 'nosuch', timeoutSeconds: 5 }))).toBe(Code.NotFound);
-    expect(await codeOf(c.deleteTemplate({ teamId: 'public', templateId: 'nope' }))).toBe(Code.NotFound);
+    expect(
+      await codeOf(c.create({ sandboxId: 'big', teamId: 't', templateId: 'minimal', vcpus: 64 })),
+    ).toBe(Code.InvalidArgument);
+    expect(
+      await codeOf(
+        c.create({ sandboxId: 'big', teamId: 't', templateId: 'minimal', memoryMb: 64 }),
+      ),
+    ).toBe(Code.InvalidArgument);
+    expect(await codeOf(c.create({ sandboxId: 'notpl', teamId: 't', templateId: 'nope' }))).toBe(
+      Code.NotFound,
+    );
+    expect(await codeOf(c.setTimeout({ sandboxId: 'nosuch', timeoutSeconds: 5 }))).toBe(
+      Code.NotFound,
+    );
+    expect(await codeOf(c.deleteTemplate({ teamId: 'public', templateId: 'nope' }))).toBe(
+      Code.NotFound,
+    );
     expect((await c.list({})).sandboxes).toEqual([]);
     expect(await readdir(layout(dir).sandboxes)).toEqual([]);
   });
 
   it('create → list → pause → pause again (failed precondition) → resume → destroy', async () => {
     const c = clientWith(TOKEN);
-    const created = await c.create({ sandboxId: 'rpc1', teamId: 'team1', templateId: 'minimal', metadata: { k: 'v' }, timeoutSeconds: 300 });
+    const created = await c.create({
+      sandboxId: 'rpc1',
+      teamId: 'team1',
+      templateId: 'minimal',
+      metadata: { k: 'v' },
+      timeoutSeconds: 300,
+    });
     expect(created.sandbox?.status).toBe(agentv1.SandboxStatus.RUNNING);
     expect(created.sandbox?.metadata).toEqual({ k: 'v' });
     expect(Number(created.sandbox?.endAtMs)).toBeGreaterThan(Date.now());
-    expect(await codeOf(c.create({ sandboxId: 'rpc1', teamId: 'team1', templateId: 'minimal' }))).toBe(Code.AlreadyExists);
+    expect(
+      await codeOf(c.create({ sandboxId: 'rpc1', teamId: 'team1', templateId: 'minimal' })),
+    ).toBe(Code.AlreadyExists);
     const listed = await c.list({});
     expect(listed.sandboxes.map((s) => s.sandboxId)).toEqual(['rpc1']);
 
     const paused = await c.pause({ sandboxId: 'rpc1' });
     expect(paused.sandbox?.status).toBe(agentv1.SandboxStatus.PAUSED);
     expect(await codeOf(c.pause({ sandboxId: 'rpc1' }))).toBe(Code.FailedPrecondition);
-    expect(await codeOf(c.deleteTemplate({ teamId: 'public', templateId: 'minimal' }))).toBe(Code.FailedPrecondition);
+    expect(await codeOf(c.deleteTemplate({ teamId: 'public', templateId: 'minimal' }))).toBe(
+      Code.FailedPrecondition,
+    );
     const resumed = await c.resume({ sandboxId: 'rpc1', timeoutSeconds: 30 });
     expect(resumed.sandbox?.status).toBe(agentv1.SandboxStatus.RUNNING);
     expect(resumed.sandbox?.slot).toBe(created.sandbox?.slot);
@@ -94,7 +125,13 @@ describe('RPC API over real HTTP', () => {
 
   it('reports host status and auto-paused ids once', async () => {
     const c = clientWith(TOKEN);
-    await c.create({ sandboxId: 'auto1', teamId: 't', templateId: 'minimal', timeoutSeconds: 3600, timeoutAction: agentv1.TimeoutAction.PAUSE });
+    await c.create({
+      sandboxId: 'auto1',
+      teamId: 't',
+      templateId: 'minimal',
+      timeoutSeconds: 3600,
+      timeoutAction: agentv1.TimeoutAction.PAUSE,
+    });
     const hs = await c.hostStatus({});
     expect(hs.sandboxesRunning).toBe(1);
     expect(hs.vcpusUsed).toBe(1);
@@ -108,21 +145,38 @@ describe('RPC API over real HTTP', () => {
     expect(ids).toEqual(['auto1']);
     const again = await c.list({});
     expect(again.autoPausedIds).toEqual([]);
-    expect(again.sandboxes.find((s) => s.sandboxId === 'auto1')?.status).toBe(agentv1.SandboxStatus.PAUSED);
+    expect(again.sandboxes.find((s) => s.sandboxId === 'auto1')?.status).toBe(
+      agentv1.SandboxStatus.PAUSED,
+    );
     await c.destroy({ sandboxId: 'auto1' });
   });
 });
 
 describe('proxy', () => {
   const proxyFetch = (path: string, init: RequestInit = {}, token: string | undefined = TOKEN) =>
-    fetch(`${agent.url}${path}`, { ...init, headers: { ...(token ? { 'x-wrenn-host-token': token } : {}), ...(init.headers as Record<string, string>) } });
+    fetch(`${agent.url}${path}`, {
+      ...init,
+      headers: {
+        ...(token ? { 'x-wrenn-host-token': token } : {}),
+        ...(init.headers as Record<string, string>),
+      },
+    });
 
   it('forwards method, path, query, headers and body to the sandbox port, minus the host token', async () => {
     const c = clientWith(TOKEN);
     await c.create({ sandboxId: 'px1', teamId: 't', templateId: 'minimal' });
-    const res = await proxyFetch('/proxy/px1/49983/some/path?q=1&r=two', { method: 'POST', body: 'hello body', headers: { 'x-custom': 'yes' } });
+    const res = await proxyFetch('/proxy/px1/49983/some/path?q=1&r=two', {
+      method: 'POST',
+      body: 'hello body',
+      headers: { 'x-custom': 'yes' },
+    });
     expect(res.status).toBe(200);
-    const echo = (await res.json()) as { url: string; method: string; headers: Record<string, string>; body: string };
+    const echo = (await res.json()) as {
+      url: string;
+      method: string;
+      headers: Record<string, string>;
+      body: string;
+    };
     expect(echo.url).toBe('/some/path?q=1&r=two');
     expect(echo.method).toBe('POST');
     expect(echo.body).toBe('hello body');
@@ -141,10 +195,13 @@ describe('proxy', () => {
       sock.on('data', (d) => {
         buf += d.toString();
         if (buf.includes('ping-through-proxy')) resolve(buf);
-        else if (buf.includes('\r\n\r\n') && buf.startsWith('HTTP/1.1 101')) sock.write('ping-through-proxy');
+        else if (buf.includes('\r\n\r\n') && buf.startsWith('HTTP/1.1 101'))
+          sock.write('ping-through-proxy');
       });
       sock.on('error', reject);
-      sock.write(`GET /proxy/px1/49983/ws HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\nupgrade: echo\r\nx-wrenn-host-token: ${TOKEN}\r\n\r\n`);
+      sock.write(
+        `GET /proxy/px1/49983/ws HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\nupgrade: echo\r\nx-wrenn-host-token: ${TOKEN}\r\n\r\n`,
+      );
     });
     sock.destroy();
     expect(got).toMatch(/^HTTP\/1.1 101/);
