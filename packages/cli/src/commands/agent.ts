@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import { startAgent } from '@wrenn/agent';
 import { WrennError, wrennDir } from '@wrenn/common';
 import type { Command } from 'commander';
 
@@ -46,7 +45,8 @@ export function registerAgentCommand(program: Command): void {
             'invalid_argument',
             'pass --token <token> (or set WRENN_HOST_TOKEN), or --register with --control-plane',
           );
-        const agent = await startAgent({
+        // Loaded on use: the agent's modules would slow every other command's start.
+        const agent = await (await import('@wrenn/agent')).startAgent({
           dir,
           host: o.host,
           port,
