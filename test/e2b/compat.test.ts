@@ -299,9 +299,9 @@ for (const [version, sdk] of SDKS) {
     it('signed upload and download URLs work without the access token, and a forged signature is refused', async () => {
       const up = new URL(await sbx.uploadUrl('/home/user/signed/up.txt'));
       expect(up.searchParams.get('signature')).toMatch(/^v1_/);
-      // The SDK builds these URLs on E2B_SANDBOX_URL; in header mode the request names the
-      // sandbox with E2b-Sandbox-Id, as documented in docs/e2b.md.
-      const headers = { 'E2b-Sandbox-Id': sbx.sandboxId, 'E2b-Sandbox-Port': '49983' };
+      // The SDK builds these URLs on E2B_SANDBOX_URL with no sandbox header: the gateway
+      // finds the sandbox whose token signed them. Used exactly as the SDK returns them.
+      const headers = {};
       const form = new FormData();
       form.append('file', new Blob(['signed upload\n']), 'up.txt');
       const put = await fetch(up, { method: 'POST', headers, body: form });

@@ -4,6 +4,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from '@wrenn/common';
 import { errorMessage, WrennError } from '@wrenn/common';
 import type { SandboxService } from '../services/sandboxes.ts';
+import { signedFileRequest } from './signed-url.ts';
 
 /**
  * The gateway forwards envd and user-port traffic to the agent that owns the sandbox, at
@@ -11,12 +12,15 @@ import type { SandboxService } from '../services/sandboxes.ts';
  * bodies, server streams and WebSocket upgrades pass through without buffering.
  *
  * Routing: `E2b-Sandbox-Id` + `E2b-Sandbox-Port` headers (what the e2b SDK sends), or a
- * `<port>-<id>.<domain>` Host when a sandbox domain is configured.
+ * `<port>-<id>.<domain>` Host when a sandbox domain is configured, or — for the SDK's signed
+ * `/files` URLs, which carry no header — the sandbox whose envd token signed the URL.
  */
 export interface GatewayRoute {
   sandboxId: string;
   port: number;
 }
+
+const ENVD_PORT = 49983;
 
 // Hop-by-hop headers belong to one connection, never forwarded (RFC 9110 §7.6.1).
 const HOP_BY_HOP = new Set([
@@ -59,6 +63,35 @@ export class Gateway {
       }
     }
     return null;
+  }
+
+  /**
+   * A signed `/files` URL with no sandbox header (`uploadUrl()`/`downloadUrl()` built on
+   * E2B_SANDBOX_URL): true when this request is one, and `forwardSigned` will route it.
+   */
+  isSignedFiles(req: IncomingMessage): boolean {
+    return signedFileRequest(req) !== undefined;
+  }
+
+  /** Routes a signed `/files` URL to the sandbox whose token signed it; envd re-checks it. */
+  async forwardSigned(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const signed = signedFileRequest(req)!;
+    let sandboxId: string | undefined;
+    try {
+      sandboxId = await this.sandboxes.findBySignature(signed);
+    } catch (e) {
+      return sendError(res, e);
+    }
+    if (!sandboxId) {
+      return sendError(
+        res,
+        new WrennError(
+          'unauthenticated',
+          'no sandbox matches this signed URL (expired or forged?)',
+        ),
+      );
+    }
+    return this.forward({ sandboxId, port: ENVD_PORT }, req, res);
   }
 
   async forward(route: GatewayRoute, req: IncomingMessage, res: ServerResponse): Promise<void> {

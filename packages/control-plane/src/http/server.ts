@@ -54,6 +54,7 @@ export function buildServer(core: Core): BuiltServer {
       const server = http.createServer((req, res) => {
         const route = gateway?.match(req);
         if (route) void gateway!.forward(route, req, res);
+        else if (gateway?.isSignedFiles(req)) void gateway.forwardSigned(req, res);
         else handler(req, res);
       });
       server.on('upgrade', (req, socket, head) => void gateway?.upgrade(req, socket, head));

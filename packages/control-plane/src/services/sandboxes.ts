@@ -1,4 +1,6 @@
+import { timingSafeEqual } from 'node:crypto';
 import { isValidId, type Logger, newId, SYSTEM_TEAM, WrennError } from '@wrenn/common';
+import { fileSignature } from '@wrenn/envd/auth.ts';
 import { agentv1 } from '@wrenn/proto';
 import { sql, type Transaction } from 'kysely';
 import { type AgentPool, fromAgentError, HOST_TOKEN_HEADER } from '../agents/pool.ts';
@@ -13,6 +15,7 @@ import {
   readFile,
   writeFile,
 } from '../envd/client.ts';
+import type { SignedFiles } from '../gateway/signed-url.ts';
 import {
   chooseHost,
   type HostLoad,
@@ -560,6 +563,27 @@ export class SandboxService {
       url: target.baseUrl,
       headers: { [HOST_TOKEN_HEADER]: target.headers[HOST_TOKEN_HEADER]! },
     };
+  }
+
+  /**
+   * The sandbox whose envd token signed a `/files` URL, among those traffic can reach. The
+   * gateway routes on it; envd checks the signature (and its expiry) again.
+   */
+  async findBySignature(signed: SignedFiles): Promise<string | undefined> {
+    if (signed.expiration !== undefined && signed.expiration < Math.floor(Date.now() / 1000))
+      return undefined;
+    const rows = await this.db.kysely
+      .selectFrom('sandboxes')
+      .select(['id', 'envd_access_token'])
+      .where('status', 'in', ['running', 'paused'])
+      .where('envd_access_token', '!=', '')
+      .execute();
+    const want = Buffer.from(signed.signature);
+    for (const row of rows) {
+      const got = Buffer.from(fileSignature({ ...signed, token: row.envd_access_token }));
+      if (got.length === want.length && timingSafeEqual(got, want)) return row.id;
+    }
+    return undefined;
   }
 
   /** Running (or auto-resumed) sandbox → proxy base URL on its agent. */
