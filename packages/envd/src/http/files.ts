@@ -143,15 +143,7 @@ export async function uploadFiles(
               'invalid_argument',
               'multipart part has no filename and no ?path= was given',
             );
-          written.push(
-            await writeOne(
-              user,
-              resolvePath(user, target),
-              stream,
-              metadata,
-              md,
-            ),
-          );
+          written.push(await writeOne(user, resolvePath(user, target), stream, metadata, md));
         });
         chain.catch((e) => {
           failed = true;
@@ -175,9 +167,7 @@ export async function uploadFiles(
         'invalid_argument',
         'query parameter path is required for an octet-stream upload',
       );
-    written.push(
-      await writeOne(user, resolvePath(user, raw), body, metadata, md),
-    );
+    written.push(await writeOne(user, resolvePath(user, raw), body, metadata, md));
   }
   if (written.length === 0) throw new WrennError('invalid_argument', 'upload contained no files');
   sendJson(res, 200, written);

@@ -78,7 +78,7 @@ describe('commands and files run as the requested Linux user', () => {
     expect((await sbx.files.getInfo('owned/file.txt')).owner).toBe(USER);
   });
 
-  it('/files ?username= picks the user: a root upload lands in root\'s home, owned by root', async () => {
+  it("/files ?username= picks the user: a root upload lands in root's home, owned by root", async () => {
     const info = await sbx.files.write('by-root.txt', 'r', { user: 'root' });
     expect(info.path).toBe(join(envd.homeRoot, 'root', 'by-root.txt'));
     expect((await stat(info.path)).uid).toBe(0);
