@@ -1,10 +1,10 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { type Accelerator, QEMU_BINARY, qemuArgs } from '@wrenn/agent/vmm/qemu/args.ts';
+import { freeLoopbackPort } from '@wrenn/common';
 import { bootFiles, ENVD_PORT, guestCmdline, listImages } from '@wrenn/images';
 
 const execFileP = promisify(execFile);
@@ -49,17 +49,6 @@ process.once('exit', () => {
   for (const c of live) c.kill('SIGKILL');
 });
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
 /**
  * Boot a built image the way the agent will: a qcow2 overlay over the read-only rootfs
  * (the image itself is never written), user-mode networking with envd forwarded to a
@@ -86,7 +75,7 @@ export async function bootImage(opts: BootOptions): Promise<TestVm> {
     'raw',
     overlay,
   ]);
-  const hostPort = await freePort();
+  const hostPort = await freeLoopbackPort();
   const accel = opts.accel ?? 'tcg';
   const args = qemuArgs({
     name: `wrenn-test-${opts.image}`,

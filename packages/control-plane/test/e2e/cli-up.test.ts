@@ -1,21 +1,12 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freeLoopbackPort } from '@wrenn/common';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { WRENN_BIN, wrenn } from '../support/cli.ts';
 import { agentDir, killVmsUnder } from '../support/real-agent.ts';
 import { wrennInTerminal } from '../support/terminal.ts';
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
 /**
  * End to end through the CLI with real VMs: `wrenn up` (control plane + agent child,
@@ -54,7 +45,7 @@ describe('wrenn up + sandbox commands (real VMs)', () => {
   beforeAll(async () => {
     dir = await agentDir(inject('wrennDir' as never));
     work = mkdtempSync(join(tmpdir(), 'wrenn-e2e-'));
-    port = await freePort();
+    port = await freeLoopbackPort();
     await startUp();
     // Only $WRENN_DIR: the CLI finds the URL and key in $WRENN_DIR/env, as a user's shell would.
     env = { WRENN_DIR: dir, WRENN_API_URL: '', WRENN_API_KEY: '', E2B_SANDBOX_URL: '' };

@@ -1,8 +1,8 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freeLoopbackPort } from '@wrenn/common';
 
 /**
  * A throwaway PostgreSQL 15 cluster for tests: initdb + pg_ctl as the `postgres` user in a
@@ -16,17 +16,6 @@ export interface TestPostgres {
   /** A fresh, empty database in the same cluster (one per test group keeps them isolated). */
   createDatabase(name: string): Promise<string>;
   stop(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 function asPostgres(args: string[]): string {
@@ -52,7 +41,7 @@ export async function startPostgres(): Promise<TestPostgres> {
   const data = join(base, 'data');
   const sock = join(base, 'sock');
   asPostgres(['mkdir', '-p', sock]);
-  const port = await freePort();
+  const port = await freeLoopbackPort();
   asPostgres([
     join(PG_BIN, 'initdb'),
     '-D',

@@ -1,20 +1,6 @@
-import { createServer } from 'node:net';
-import { WrennError } from '@wrenn/common';
+import { freeLoopbackPort, WrennError } from '@wrenn/common';
 
-/**
- * A loopback TCP port free right now. Another process can take it before QEMU binds it;
- * callers that forward to it retry on "could not set up host forwarding".
- */
-export function freeLoopbackPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+export { freeLoopbackPort };
 
 /** GET /health on envd through its forwarded port until it answers 204. */
 export async function waitEnvdHealthy(
