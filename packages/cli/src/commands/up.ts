@@ -174,6 +174,17 @@ export function registerUpCommand(program: Command): void {
         const lines = envLines(cp.url, key);
         await writeFileAtomic(join(dir, ENV_FILE), `${lines.join('\n')}\n`, 0o600);
         process.stdout.write(`Wrenn is ready\n${lines.join('\n')}\n`);
+        // How to use it, on stderr so stdout stays the ready line + exports for scripts.
+        process.stderr.write(
+          [
+            'wrenn: try it from another shell (the CLI reads $WRENN_DIR/env by itself):',
+            `  npx wrenn --dir ${dir} sandbox create            # prints the new sandbox id`,
+            `  npx wrenn --dir ${dir} sandbox exec <id> uname -a`,
+            `  npx wrenn --dir ${dir} sandbox shell <id>`,
+            `  or, with the e2b SDK: . ${join(dir, ENV_FILE)} && node your-e2b-script.mjs`,
+            '',
+          ].join('\n'),
+        );
         if (cp.adminKey)
           process.stderr.write(
             `wrenn: created the admin API key (saved 0600 in ${join(dir, ADMIN_KEY_FILE)})\n`,
