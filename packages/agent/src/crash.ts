@@ -30,7 +30,14 @@ export const CRASH_POINTS = {
     'stop-vm',
     'delete-trash',
   ],
-  resume: ['start-vm', 'write-running-state', 'wait-envd', 'init-envd', 'drop-pause-meta'],
+  resume: [
+    'start-vm',
+    'write-running-state',
+    'drop-pause-meta',
+    'run-vcpus',
+    'wait-envd',
+    'init-envd',
+  ],
   destroy: ['stop-vm', 'trash-dir', 'delete-trash'],
   /** CreateTemplateSnapshot from a running sandbox, and the lazy build of a template's snapshot. */
   template: [

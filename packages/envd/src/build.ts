@@ -4,6 +4,7 @@ import { createRequire } from 'node:module';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type BuildOptions, build, type Plugin } from 'esbuild';
+import { buildClockAddon, clockAddonHash } from './native-build.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const require = createRequire(import.meta.url);
@@ -79,7 +80,7 @@ async function nodePtyFiles(): Promise<{ from: string; to: string }[]> {
 }
 
 /**
- * Bundle envd into `outDir/envd.mjs` with node-pty beside it. The directory is what the
+ * Bundle envd into `outDir/envd.mjs` with node-pty and the clock addon beside it. The directory is what the
  * images put at /opt/wrenn/envd/ and run as `node /opt/wrenn/envd/envd.mjs` (guest mode).
  * Returns the written files (relative to outDir) and the bundle hash (see envdBundleHash).
  *
@@ -103,6 +104,7 @@ export async function buildEnvd(outDir: string): Promise<{ files: string[]; hash
     await copyFile(from, join(outDir, to));
     files.push(to);
   }
+  files.push(await buildClockAddon(outDir));
   return { files, hash: await hashOutputs(result.outputFiles.map((o) => o.contents)) };
 }
 
@@ -113,6 +115,7 @@ async function hashOutputs(bundles: Uint8Array[]): Promise<string> {
     h.update(to);
     h.update(await readFile(from));
   }
+  h.update(await clockAddonHash());
   return h.digest('hex');
 }
 

@@ -10,11 +10,14 @@ import { resolveTemplateFor } from '../templates.ts';
 import { vmSpecOf } from './vm-spec.ts';
 
 /**
- * Resume on the same slot: base-image reference → VM from the pause snapshot in the live
- * dir → running state → envd healthy → /init (fixes the guest clock) → drop the pause meta.
+ * Resume on the same slot: base-image reference → VM loaded from the pause snapshot with
+ * its vCPUs stopped → running state → drop the pause meta (the commit point) → run the
+ * vCPUs → envd healthy → /init (fixes the guest clock).
  *
- * The meta is dropped last: until then a crash leaves a paused sandbox (the next startup
- * ends any VM it finds for it and restores it as paused). A failure unwinds to `paused`.
+ * The guest shares the snapshot's overlay, so it must not run while the snapshot can still
+ * be restored: before the commit a crash or failure leaves a paused sandbox with an
+ * untouched disk (the next startup ends the stopped VM and restores it as paused); after
+ * it the sandbox is the running VM's, and a failure marks it `error` with its data kept.
  * A sandbox can be paused and resumed any number of times.
  */
 export async function resumeSandbox(m: Manager, id: string, timeoutSeconds = 0): Promise<Sandbox> {
@@ -52,6 +55,14 @@ export async function resumeSandbox(m: Manager, id: string, timeoutSeconds = 0):
     });
     sb.status = 'resuming';
     const cleanup = new CleanupStack(log);
+    let committed = false;
+    // After the commit there is no snapshot to go back to: keep the VM and its data.
+    const lateFailure = (e: unknown): never => {
+      sb.status = 'error';
+      sb.error = `resume failed after leaving its snapshot: ${errorMessage(e)}`;
+      log.error({ event: 'resume-failed-late', error: sb.error }, 'resume failed; data kept');
+      throw new WrennError('internal', `${sb.error}; destroy the sandbox`, { cause: e });
+    };
     try {
       m.baseRefs.acquire(meta.base_image);
       sb.baseImage = meta.base_image;
@@ -61,7 +72,11 @@ export async function resumeSandbox(m: Manager, id: string, timeoutSeconds = 0):
       });
 
       const vm = await step(log, 'resume', 'start-vm', f, () =>
-        m.driver.start(vmSpecOf(m, sb, tpl), { kind: 'snapshot', snapshotDir: paths.live }),
+        m.driver.start(
+          vmSpecOf(m, sb, tpl),
+          { kind: 'snapshot', snapshotDir: paths.live },
+          { stopped: true },
+        ),
       );
       sb.vm = vm;
       cleanup.push('kill-vm', async () => {
@@ -82,6 +97,30 @@ export async function resumeSandbox(m: Manager, id: string, timeoutSeconds = 0):
         writeRunningState(paths.live, runningStateOf(sb, 'running', vm, meta.base_image)),
       );
       cleanup.push('remove-running-state', () => rm(paths.runningState, { force: true }));
+      await step(log, 'resume', 'drop-pause-meta', f, async () => {
+        await rm(paths.meta);
+        committed = true;
+        cleanup.disarm();
+        await fsyncPath(paths.live);
+      });
+    } catch (e) {
+      if (committed) return lateFailure(e);
+      log.warn({ event: 'resume-failed', error: errorMessage(e) }, 'resume failed, back to paused');
+      await cleanup.unwind();
+      sb.status = 'paused';
+      sb.endAt = 0;
+      if (e instanceof WrennError) throw e;
+      throw new WrennError(
+        'internal',
+        `resume of ${id} failed: ${errorMessage(e)}; it stays paused`,
+        { cause: e },
+      );
+    }
+
+    // Committed: the pause snapshot is gone and the VM is the sandbox.
+    const vm = sb.vm!;
+    try {
+      await step(log, 'resume', 'run-vcpus', f, () => m.driver.resume(vm));
       const port = m.slots.envdPort(sb.slot);
       await step(log, 'resume', 'wait-envd', f, () => waitEnvdHealthy(port, m.envdReadyTimeoutMs));
       await step(log, 'resume', 'init-envd', f, () =>
@@ -95,27 +134,13 @@ export async function resumeSandbox(m: Manager, id: string, timeoutSeconds = 0):
           sb.envdAccessToken || undefined,
         ),
       );
-      await step(log, 'resume', 'drop-pause-meta', f, async () => {
-        await rm(paths.meta);
-        await fsyncPath(paths.live);
-      });
-      cleanup.disarm();
-      sb.status = 'running';
-      sb.remainingMs = 0;
-      sb.error = undefined;
-      log.info({ event: 'resumed', slot: sb.slot }, 'sandbox resumed');
-      return sb;
     } catch (e) {
-      log.warn({ event: 'resume-failed', error: errorMessage(e) }, 'resume failed, back to paused');
-      await cleanup.unwind();
-      sb.status = 'paused';
-      sb.endAt = 0;
-      if (e instanceof WrennError) throw e;
-      throw new WrennError(
-        'internal',
-        `resume of ${id} failed: ${errorMessage(e)}; it stays paused`,
-        { cause: e },
-      );
+      return lateFailure(e);
     }
+    sb.status = 'running';
+    sb.remainingMs = 0;
+    sb.error = undefined;
+    log.info({ event: 'resumed', slot: sb.slot }, 'sandbox resumed');
+    return sb;
   });
 }

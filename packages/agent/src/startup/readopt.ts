@@ -25,10 +25,10 @@ export interface ReadoptReport {
  * file + a VM the driver can attach to). Dead ones are swept — but a pause snapshot in
  * the dir is kept (only the running state goes), for step 3 to restore.
  *
- * A re-adopted VM whose vCPUs are stopped (an interrupted pause) runs again. A re-adopted
- * `starting` sandbox (create never returned) is destroyed. A re-adopted one that still has
- * a pause meta (resume interrupted after its running state was written) finishes the
- * resume by dropping the meta.
+ * A re-adopted VM whose vCPUs are stopped (an interrupted pause, or a resume interrupted
+ * after its commit) runs again. A re-adopted `starting` sandbox (create never returned) is
+ * destroyed. One that still has a pause meta is a resume interrupted before its commit:
+ * its VM never ran, so it is ended and the sandbox stays paused.
  */
 export async function readoptRunning(m: Manager): Promise<ReadoptReport> {
   const report: ReadoptReport = { adopted: [], keptPaused: [], swept: [] };
@@ -67,15 +67,21 @@ export async function readoptRunning(m: Manager): Promise<ReadoptReport> {
         continue;
       }
 
+      if (hasMeta) {
+        // A resume that never reached its commit: the VM was loaded with its vCPUs stopped
+        // and never ran, so the snapshot and its disk are untouched. It stays paused.
+        await m.driver.kill(ref).catch(() => undefined);
+        await rm(paths.runningState, { force: true });
+        await rm(join(paths.live, VM_DIR), { recursive: true, force: true });
+        await fsyncPath(paths.live);
+        report.keptPaused.push(name);
+        log.info({ event: 'readopt:unfinished-resume' }, 'resume never committed; kept paused');
+        continue;
+      }
       if (state.phase === 'starting') {
         await m.driver.kill(ref).catch(() => undefined);
-        if (hasMeta) {
-          await rm(paths.runningState, { force: true });
-          report.keptPaused.push(name);
-        } else {
-          await trashDir(sandboxes, name);
-          report.swept.push(name);
-        }
+        await trashDir(sandboxes, name);
+        report.swept.push(name);
         log.info({ event: 'readopt:unfinished-create' }, 'create never finished; VM destroyed');
         continue;
       }
@@ -94,12 +100,8 @@ export async function readoptRunning(m: Manager): Promise<ReadoptReport> {
         await m.driver.resume(ref);
         log.info(
           { event: 'readopt:resumed-vcpus', was: st.state },
-          'vCPUs were stopped by an interrupted pause; running again',
+          'vCPUs were stopped by an interrupted pause or resume; running again',
         );
-      }
-      if (hasMeta) {
-        await rm(paths.meta, { force: true });
-        await fsyncPath(paths.live);
       }
       report.adopted.push(name);
       log.info({ event: 'readopt:adopted', slot: sb.slot }, 're-adopted running sandbox');

@@ -45,6 +45,11 @@ export type VmSource =
   /** A pause snapshot written by `snapshotToDir(..., 'full')`. */
   | { kind: 'snapshot'; snapshotDir: string };
 
+export interface StartOptions {
+  /** Leave the vCPUs stopped; resume() runs them. */
+  stopped?: boolean;
+}
+
 /** A live VM the agent holds. Serializable: it is written into the sandbox's state file. */
 export interface VmRef {
   vmId: string;
@@ -80,8 +85,12 @@ export interface VmmDriver {
   readonly name: string;
   readonly capabilities: VmmCapabilities;
 
-  /** Start a VM (cold boot or from a snapshot) and return once its VMM runs. */
-  start(spec: VmSpec, source: VmSource): Promise<VmRef>;
+  /**
+   * Start a VM (cold boot or from a snapshot) and return once its VMM runs. With
+   * `stopped`, the state is loaded but the vCPUs wait for resume(): a resume commits to
+   * leaving its pause snapshot before the guest may write to the disk it shares with it.
+   */
+  start(spec: VmSpec, source: VmSource, opts?: StartOptions): Promise<VmRef>;
   /** Re-attach to a VM that outlived an agent restart; undefined when it is gone. */
   adopt(ref: VmRef): Promise<VmRef | undefined>;
   /** Stop the vCPUs (the VM keeps its memory). */

@@ -35,6 +35,8 @@ const DEFAULT_POINTS = [
   'pause:promote-staging',
   'pause:stop-vm',
   'resume:start-vm',
+  'resume:write-running-state',
+  'resume:drop-pause-meta',
   'resume:init-envd',
   'destroy:stop-vm',
   'destroy:trash-dir',

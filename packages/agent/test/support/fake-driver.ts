@@ -3,6 +3,7 @@ import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import type {
   SnapshotMode,
+  StartOptions,
   VmmDriver,
   VmRef,
   VmSource,
@@ -70,7 +71,7 @@ export class FakeDriver implements VmmDriver {
     }
   }
 
-  async start(spec: VmSpec, source: VmSource): Promise<VmRef> {
+  async start(spec: VmSpec, source: VmSource, opts: StartOptions = {}): Promise<VmRef> {
     this.calls.push({ op: 'start', vmId: spec.vmId });
     this.fail('start');
     let ram: FakeVm['ram'] = { counter: 0, inits: [], source: source.kind };
@@ -85,7 +86,12 @@ export class FakeDriver implements VmmDriver {
     let polls = 0;
     const failPrepare = this.failNext.get('prepare');
     if (failPrepare) this.failNext.delete('prepare');
-    const vm: FakeVm = { ref, server: createServer(), state: 'running', ram };
+    const vm: FakeVm = {
+      ref,
+      server: createServer(),
+      state: opts.stopped ? 'paused' : 'running',
+      ram,
+    };
     vm.server.on('request', (req, res) => {
       let body = '';
       req.on('data', (d) => (body += d));

@@ -28,6 +28,11 @@ async function setup() {
   return { dir, driver, m };
 }
 
+const exists = (p: string) =>
+  stat(p).then(
+    () => true,
+    () => false,
+  );
 const ls = async (dir: string) => (await readdir(layout(dir).sandboxes)).sort();
 const tick = async (port: number) =>
   ((await (await fetch(`http://127.0.0.1:${port}/tick`)).json()) as { counter: number }).counter;
@@ -211,6 +216,43 @@ describe('pause and resume', () => {
     expect(await readFile(join(layout(dir).sandbox('rf1'), PAUSE_META), 'utf8')).toBe(before);
     await resumeSandbox(m, 'rf1');
     expect(sb.status).toBe('running');
+  });
+
+  it('resume runs the guest only after its pause meta is gone (the commit point)', async () => {
+    const { dir, driver, m } = await setup();
+    await createSandbox(m, { sandboxId: 'rc1', teamId: 't', templateId: 'minimal' });
+    await pauseSandbox(m, 'rc1');
+    const meta = join(layout(dir).sandbox('rc1'), PAUSE_META);
+    const seen: string[] = [];
+    const start = driver.start.bind(driver);
+    driver.start = async (...args) => {
+      const ref = await start(...args);
+      seen.push(`started ${driver.vm(ref.pid)!.state}`);
+      return ref;
+    };
+    const resume = driver.resume.bind(driver);
+    driver.resume = async (ref) => {
+      seen.push(`run with meta ${await exists(meta)}`);
+      return resume(ref);
+    };
+    await resumeSandbox(m, 'rc1');
+    expect(seen).toEqual(['started paused', 'run with meta false']);
+  });
+
+  it('a failure after the commit marks the sandbox error and keeps its VM and data', async () => {
+    const { dir, driver, m } = await setup();
+    const sb = await createSandbox(m, { sandboxId: 'rl1', teamId: 't', templateId: 'minimal' });
+    await pauseSandbox(m, 'rl1');
+    driver.failNext.set('resume', new Error('vCPUs would not run'));
+    await expect(resumeSandbox(m, 'rl1')).rejects.toMatchObject({
+      code: 'internal',
+      message: expect.stringMatching(/after leaving its snapshot: vCPUs would not run/),
+    });
+    expect(sb.status).toBe('error');
+    expect(driver.vm(sb.vm!.pid)).toBeDefined();
+    expect(await readdir(layout(dir).sandbox('rl1'))).toContain(OVERLAY);
+    await destroySandbox(m, 'rl1');
+    expect(m.slots.isHeld(sb.slot)).toBe(false);
   });
 
   it('pause drains in-flight requests and aborts the ones still open at the deadline', async () => {

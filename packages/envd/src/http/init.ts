@@ -1,7 +1,7 @@
-import { execFile } from 'node:child_process';
 import type { IncomingMessage } from 'node:http';
 import { WrennError } from '@wrenn/common/errors.ts';
 import { resolveUser } from '../auth.ts';
+import { setGuestClock } from '../clock.ts';
 import type { EnvdState } from '../state.ts';
 
 export interface InitBody {
@@ -75,24 +75,13 @@ export async function init(state: EnvdState, req: IncomingMessage): Promise<void
       throw new WrennError('invalid_argument', `timestamp '${body.timestamp}' is not RFC 3339`);
   }
   if (body.defaultUser) resolveUser(state, body.defaultUser); // throws if no such user
+  // Only a guest moves its clock, and only forward (a restore resumes in the past). First,
+  // so that a failure leaves the rest of envd's state as it was.
+  if (clockMs !== undefined && state.opts.mode === 'guest' && clockMs > Date.now() + 1000) {
+    setGuestClock(clockMs);
+  }
   if (body.envVars) for (const [k, v] of Object.entries(body.envVars)) state.envVars.set(k, v);
   if (body.accessToken !== undefined) state.accessToken = body.accessToken || undefined;
   if (body.defaultUser) state.defaultUser = body.defaultUser;
   if (body.defaultWorkdir) state.defaultWorkdir = body.defaultWorkdir;
-  // Only a guest moves its clock, and only forward (a restore resumes in the past).
-  if (clockMs !== undefined && state.opts.mode === 'guest' && clockMs > Date.now() + 1000) {
-    await setClock(clockMs);
-  }
-}
-
-function setClock(ms: number): Promise<void> {
-  return new Promise((resolve) => {
-    execFile('date', ['-u', '-s', `@${Math.floor(ms / 1000)}`], (err) => {
-      if (err)
-        console.error(
-          JSON.stringify({ msg: 'envd: setting the clock failed', error: err.message }),
-        );
-      resolve();
-    });
-  });
 }

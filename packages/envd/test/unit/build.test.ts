@@ -1,5 +1,6 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createClient } from '@connectrpc/connect';
@@ -8,6 +9,7 @@ import { processv1 } from '@wrenn/proto';
 import { Sandbox } from 'e2b';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildEnvd, envdBundleHash } from '../../src/build.ts';
+import { CLOCK_ADDON } from '../../src/clock.ts';
 
 let out: string;
 let built: { files: string[]; hash: string };
@@ -26,6 +28,17 @@ describe('buildEnvd', () => {
     expect(built.files).toContain('node_modules/node-pty/build/Release/pty.node');
     expect(built.files).toContain('node_modules/node-pty/lib/index.js');
     for (const f of built.files) expect((await stat(join(out, f))).size).toBeGreaterThan(0);
+  });
+
+  it('compiles the clock addon beside the bundle, loadable and validating its input', async () => {
+    expect(built.files).toContain(CLOCK_ADDON);
+    // Loaded, not called with a valid time: that would move this host's clock.
+    const addon = createRequire(import.meta.url)(join(out, CLOCK_ADDON)) as {
+      setClock(ms: unknown): void;
+    };
+    expect(typeof addon.setClock).toBe('function');
+    expect(() => addon.setClock('soon')).toThrow(/ms must be a positive number/);
+    expect(() => addon.setClock(-5)).toThrow(TypeError);
   });
 
   it('reports the same hash envdBundleHash computes without writing', async () => {

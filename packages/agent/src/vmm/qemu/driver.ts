@@ -15,6 +15,7 @@ import { isValidId, WrennError } from '@wrenn/common';
 import type {
   SnapshotMode,
   SnapshotResult,
+  StartOptions,
   VmmCapabilities,
   VmmDriver,
   VmRef,
@@ -85,8 +86,8 @@ export class QemuDriver implements VmmDriver {
     this.accel = opts.accel;
   }
 
-  async start(spec: VmSpec, source: VmSource): Promise<VmRef> {
-    return this.launch(spec, source);
+  async start(spec: VmSpec, source: VmSource, opts: StartOptions = {}): Promise<VmRef> {
+    return this.launch(spec, source, undefined, opts.stopped === true);
   }
 
   /**
@@ -97,7 +98,12 @@ export class QemuDriver implements VmmDriver {
     return this.launch(spec, { kind: 'cold' }, resolve(memoryFile));
   }
 
-  private async launch(spec: VmSpec, source: VmSource, sharedMemoryFile?: string): Promise<VmRef> {
+  private async launch(
+    spec: VmSpec,
+    source: VmSource,
+    sharedMemoryFile?: string,
+    stopped = false,
+  ): Promise<VmRef> {
     validateSpec(spec);
     await mkdir(spec.runDir, { recursive: true });
     const files = runtimePaths(spec.runDir);
@@ -129,6 +135,7 @@ export class QemuDriver implements VmmDriver {
       qspec.paused = true;
     }
 
+    if (stopped) qspec.paused = true;
     const pid = await spawnDaemon(qemuArgs(qspec), files.pid);
     const ref: VmRef = { vmId: spec.vmId, runDir: spec.runDir, pid, spec };
     if (sharedMemoryFile) ref.sharedMemoryFile = sharedMemoryFile;
@@ -141,7 +148,7 @@ export class QemuDriver implements VmmDriver {
           source.kind === 'template',
           this.opts.migrationTimeoutMs,
         );
-        await qmp.execute('cont');
+        if (!stopped) await qmp.execute('cont');
       }
       return ref;
     } catch (e) {
