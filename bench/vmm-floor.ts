@@ -118,11 +118,9 @@ async function spawnRaw(
     port,
     qmp,
     ready: () =>
-      waitEnvdHealthy(
-        port,
-        READY_TIMEOUT_MS,
-        async () => child.exitCode !== null || child.signalCode !== null,
-      ),
+      waitEnvdHealthy(port, READY_TIMEOUT_MS, {
+        isDead: async () => child.exitCode !== null || child.signalCode !== null,
+      }),
     kill: async () => {
       qmp.destroy();
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');

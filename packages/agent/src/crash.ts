@@ -13,7 +13,6 @@ export const CRASH_POINTS = {
     'create-overlay',
     'start-vm',
     'write-running-state',
-    'wait-envd',
     'init-envd',
     'mark-running',
   ],
@@ -30,14 +29,7 @@ export const CRASH_POINTS = {
     'stop-vm',
     'delete-trash',
   ],
-  resume: [
-    'start-vm',
-    'write-running-state',
-    'drop-pause-meta',
-    'run-vcpus',
-    'wait-envd',
-    'init-envd',
-  ],
+  resume: ['start-vm', 'write-running-state', 'drop-pause-meta', 'run-vcpus', 'init-envd'],
   destroy: ['stop-vm', 'trash-dir', 'delete-trash'],
   /** CreateTemplateSnapshot from a running sandbox, and the lazy build of a template's snapshot. */
   template: [

@@ -3,7 +3,7 @@ import { isValidId, WrennError } from '@wrenn/common';
 import { CleanupStack } from '../cleanup.ts';
 import { step } from '../crash.ts';
 import { createOverlay } from '../disk.ts';
-import { initEnvd, waitEnvdHealthy } from '../envd-client.ts';
+import { initEnvdWhenReady } from '../envd-client.ts';
 import { LIMITS, type Manager } from '../manager.ts';
 import { newSandbox, type Sandbox, type SandboxSpec, type TimeoutAction } from '../sandbox.ts';
 import { removeDir, runningStateOf, sandboxPaths, writeRunningState } from '../store.ts';
@@ -139,16 +139,15 @@ export async function createSandbox(m: Manager, params: CreateParams): Promise<S
         writeRunningState(paths.live, runningStateOf(sb, 'starting', vm, tpl.baseImage)),
       );
       const port = m.slots.envdPort(sb.slot);
-      await step(log, 'create', 'wait-envd', f, () => waitEnvdHealthy(port, m.envdReadyTimeoutMs));
       await step(log, 'create', 'init-envd', f, () =>
-        initEnvd(
+        initEnvdWhenReady(
           port,
           {
             envVars: sb.envVars,
             accessToken: sb.envdAccessToken, // '' clears a token a snapshot's envd may hold
-            timestamp: new Date().toISOString(),
           },
           source.envdToken,
+          m.envdReadyTimeoutMs,
         ),
       );
       sb.endAt = sb.timeoutMs ? Date.now() + sb.timeoutMs : 0;

@@ -2,7 +2,7 @@ import { rm } from 'node:fs/promises';
 import { errorMessage, fsyncPath, WrennError } from '@wrenn/common';
 import { CleanupStack } from '../cleanup.ts';
 import { step } from '../crash.ts';
-import { initEnvd, waitEnvdHealthy } from '../envd-client.ts';
+import { initEnvdWhenReady } from '../envd-client.ts';
 import { LIMITS, type Manager } from '../manager.ts';
 import type { Sandbox } from '../sandbox.ts';
 import { readPauseMeta, runningStateOf, sandboxPaths, writeRunningState } from '../store.ts';
@@ -122,16 +122,15 @@ export async function resumeSandbox(m: Manager, id: string, timeoutSeconds = 0):
     try {
       await step(log, 'resume', 'run-vcpus', f, () => m.driver.resume(vm));
       const port = m.slots.envdPort(sb.slot);
-      await step(log, 'resume', 'wait-envd', f, () => waitEnvdHealthy(port, m.envdReadyTimeoutMs));
       await step(log, 'resume', 'init-envd', f, () =>
-        initEnvd(
+        initEnvdWhenReady(
           port,
           {
             envVars: sb.envVars,
             accessToken: sb.envdAccessToken, // '' clears a token a snapshot's envd may hold
-            timestamp: new Date().toISOString(),
           },
           sb.envdAccessToken || undefined,
+          m.envdReadyTimeoutMs,
         ),
       );
     } catch (e) {

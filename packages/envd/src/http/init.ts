@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { WrennError } from '@wrenn/common/errors.ts';
 import { resolveUser } from '../auth.ts';
-import { setGuestClock } from '../clock.ts';
+import { loadClockAddon, setGuestClock } from '../clock.ts';
 import type { EnvdState } from '../state.ts';
 
 export interface InitBody {
@@ -67,6 +67,7 @@ function parseInit(v: unknown): InitBody {
  * before changing anything, so a bad body leaves envd as it was.
  */
 export async function init(state: EnvdState, req: IncomingMessage): Promise<void> {
+  if (state.opts.mode === 'guest') loadClockAddon(); // a guest without its addon fails loudly
   const body = parseInit(await readJson(req));
   let clockMs: number | undefined;
   if (body.timestamp) {

@@ -5,7 +5,7 @@ import { newId, WrennError } from '@wrenn/common';
 import type { SnapshotResult, VmRef, VmSpec } from '../driver.ts';
 import { createOverlay } from './disk.ts';
 import { processName, type QemuDriver } from './driver.ts';
-import { freeLoopbackPort, waitEnvdHealthy } from './net.ts';
+import { freeLoopbackPort, waitEnvdHealthy, warmEnvd } from './net.ts';
 import { isOurQemu } from './process.ts';
 import { SNAPSHOT_FILES } from './snapshot.ts';
 
@@ -70,12 +70,12 @@ export async function buildTemplateSnapshot(
     return await snapshotTemplate(driver, {
       spec,
       outDir: dir,
-      ready: (vm) =>
-        waitEnvdHealthy(
-          vm.spec.network.envdHostPort,
-          timeoutMs,
-          async () => !(await isOurQemu(vm.pid, processName(vm.vmId))),
-        ),
+      ready: async (vm) => {
+        await waitEnvdHealthy(vm.spec.network.envdHostPort, timeoutMs, {
+          isDead: async () => !(await isOurQemu(vm.pid, processName(vm.vmId))),
+        });
+        await warmEnvd(vm.spec.network.envdHostPort);
+      },
     });
   } finally {
     await rm(runDir, { recursive: true, force: true });
