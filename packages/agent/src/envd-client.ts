@@ -122,6 +122,7 @@ export async function initEnvdWhenReady(
  * clock only moves forward) but takes the path a create's /init takes, once, before a
  * template snapshot: every clone's first /init then finds that code compiled by V8 and the
  * clock addon loaded, instead of compiling it under emulation (~0.2 s of TCG per create).
+ * Likewise /snapshot/prepare, the first step of every pause.
  */
 export async function warmEnvd(port: number, timeoutMs = 30_000): Promise<void> {
   const body = { envVars: {}, accessToken: '', timestamp: new Date(0).toISOString() };
@@ -132,6 +133,8 @@ export async function warmEnvd(port: number, timeoutMs = 30_000): Promise<void> 
       'unavailable',
       `envd warm-up /init: HTTP ${res.status} ${text.slice(0, 200)}`,
     );
+  // And the pause path: it only drops idle connections, which a template wants anyway.
+  await prepareSnapshot(port, undefined, timeoutMs);
 }
 
 export async function prepareSnapshot(port: number, token: string | undefined, timeoutMs = 10_000) {

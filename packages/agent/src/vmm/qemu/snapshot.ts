@@ -153,11 +153,20 @@ export async function saveState(
     rm(part, { force: true }),
     rm(opts.fifo, { force: true }),
   ]);
-  await setMigrationCaps(qmp, ignoreShared);
-  // The default bandwidth cap (128 MiB/s) is for live migration over a network; the VM is
-  // stopped and the target is a local file, so lift it.
-  await qmp.execute('migrate-set-parameters', { 'max-bandwidth': 64 * 1024 ** 3 });
-  const status = await writerStatus(opts.fifo);
+  // The FIFO (a mkfifo process) is made while QEMU takes the migration settings.
+  const statusP = writerStatus(opts.fifo);
+  statusP.catch(() => {}); // awaited below
+  try {
+    await setMigrationCaps(qmp, ignoreShared);
+    // The default bandwidth cap (128 MiB/s) is for live migration over a network; the VM is
+    // stopped and the target is a local file, so lift it.
+    await qmp.execute('migrate-set-parameters', { 'max-bandwidth': 64 * 1024 ** 3 });
+  } catch (e) {
+    (await statusP.catch(() => undefined))?.abort(e);
+    await rm(opts.fifo, { force: true });
+    throw e;
+  }
+  const status = await statusP;
   try {
     const writer = `{ cat > ${shellQuote(part)} 2>&3; echo "exit=$?" >&3; } 3>${shellQuote(opts.fifo)}`;
     const migrated = runMigration(qmp, 'migrate', `exec:${writer}`, timeoutMs);
