@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { WrennError } from '@wrenn/common/errors.ts';
 
@@ -13,17 +13,33 @@ export interface User {
   shell: string;
 }
 
-// /etc/passwd and /etc/group are re-read on every lookup (they are tiny): a template may add
-// users after envd started, and a restored snapshot must not serve a stale cache.
+// Every process start looks its user up. /etc/passwd and /etc/group are parsed again only
+// when their stat changes (a template may add users after envd started; useradd and usermod
+// replace the file, so the inode changes too): a stat costs a tenth of a read and parse.
+const parsed = new Map<string, { stamp: string; rows: string[][] }>();
+
 function readLines(path: string): string[][] {
+  let stamp: string;
   try {
-    return readFileSync(path, 'utf8')
+    const st = statSync(path);
+    stamp = `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
+  } catch {
+    parsed.delete(path);
+    return [];
+  }
+  const hit = parsed.get(path);
+  if (hit?.stamp === stamp) return hit.rows;
+  let rows: string[][];
+  try {
+    rows = readFileSync(path, 'utf8')
       .split('\n')
       .filter((l) => l && !l.startsWith('#'))
       .map((l) => l.split(':'));
   } catch {
     return [];
   }
+  parsed.set(path, { stamp, rows });
+  return rows;
 }
 
 /**

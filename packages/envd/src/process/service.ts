@@ -1,5 +1,4 @@
-import { existsSync } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { existsSync, statSync } from 'node:fs';
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import type { HandlerContext, ServiceImpl } from '@connectrpc/connect';
 import { WrennError } from '@wrenn/common/errors.ts';
@@ -119,8 +118,14 @@ async function specFor(
   const cfg = req.process;
   if (!cfg?.cmd) throw new WrennError('invalid_argument', 'process.cmd is required');
   const cwd = cfg.cwd ? resolvePath(user, cfg.cwd) : (state.defaultWorkdir ?? user.home);
-  const st = await stat(cwd).catch(() => undefined);
-  if (!st?.isDirectory())
+  // Synchronous on purpose: spawn blocks envd until the child's chdir and exec anyway, so a
+  // cwd that hangs (a stuck mount) would hang the spawn too; async stat cost a thread-pool
+  // round trip per command.
+  let isDir = false;
+  try {
+    isDir = statSync(cwd, { throwIfNoEntry: false })?.isDirectory() ?? false;
+  } catch {} // ENOTDIR, ELOOP, …: not a usable cwd either
+  if (!isDir)
     throw new WrennError('invalid_argument', `cwd '${cwd}' does not exist or is not a directory`);
   await checkAccess(user, cwd, ['x']);
   // The SDK always runs `/bin/bash -l -c <cmd>`; busybox-only images have no bash, and

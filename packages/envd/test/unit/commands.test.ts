@@ -36,10 +36,13 @@ describe('commands through the e2b SDK', () => {
     expect(home.stdout).toBe(`${envd.homeRoot}/root\n${envd.homeRoot}/root\nroot\n`);
   });
 
-  it('rejects a cwd that does not exist with invalid argument', async () => {
-    const e = await sbx.commands.run('true', { cwd: '/no/such/dir' }).catch((x) => x);
-    expect(e.name).toBe('InvalidArgumentError');
-    expect(e.message).toMatch(/no\/such\/dir/);
+  it('rejects a cwd that does not exist or is not a directory with invalid argument', async () => {
+    const file = (await sbx.files.write('not-a-dir.txt', 'x')).path;
+    for (const cwd of ['/no/such/dir', file, `${file}/below-a-file`]) {
+      const e = await sbx.commands.run('true', { cwd }).catch((x) => x);
+      expect(e.name).toBe('InvalidArgumentError');
+      expect(e.message).toContain(`cwd '${cwd}' does not exist or is not a directory`);
+    }
   });
 
   it('streams output to callbacks as it is produced', async () => {

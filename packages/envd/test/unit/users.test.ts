@@ -9,6 +9,7 @@ import { eventually, type HostEnvd, rawClients, sdk, startHostEnvd } from '../he
 const suffix = Math.random().toString(36).slice(2, 8);
 const USER = `wrenn-u-${suffix}`;
 const GROUP = `wrenn-g-${suffix}`;
+const LATER_GROUP = `wrenn-l-${suffix}`;
 let uid = 0;
 let gid = 0;
 let extraGid = 0;
@@ -31,6 +32,7 @@ afterAll(async () => {
     execFileSync('userdel', [USER]);
   } finally {
     execFileSync('groupdel', [GROUP]);
+    execFileSync('groupdel', [LATER_GROUP], { stdio: 'ignore' }); // only if its test made it
   }
 });
 
@@ -44,6 +46,23 @@ describe('commands and files run as the requested Linux user', () => {
     const home = join(envd.homeRoot, USER);
     expect(env).toBe(`${home}|${USER}|${USER}`);
     expect(pwd).toBe(home);
+  });
+
+  it('sees /etc/group change while envd runs: a group added after a command applies to the next', async () => {
+    const before = await sbx.commands.run('id -G');
+    execFileSync('groupadd', [LATER_GROUP]);
+    execFileSync('usermod', ['-a', '-G', LATER_GROUP, USER]);
+    const laterGid = Number(
+      execFileSync('getent', ['group', LATER_GROUP]).toString().split(':')[2],
+    );
+    const after = await sbx.commands.run('id -G');
+    expect(before.stdout.trim().split(' ').map(Number)).not.toContain(laterGid);
+    expect(after.stdout.trim().split(' ').map(Number).sort()).toEqual(
+      [gid, extraGid, laterGid].sort(),
+    );
+    execFileSync('gpasswd', ['-d', USER, LATER_GROUP], { stdio: 'ignore' });
+    const removed = await sbx.commands.run('id -G');
+    expect(removed.stdout.trim().split(' ').map(Number)).not.toContain(laterGid);
   });
 
   it("a PTY also gets the user and its groups (not root's)", async () => {
