@@ -1,5 +1,6 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createHttp2Server, type ServerHttp2Session } from 'node:http2';
+import type { AddressInfo, Server } from 'node:net';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
 import { filesystemv1, processv1 } from '@wrenn/proto';
 import { checkAccessToken } from './auth.ts';
@@ -8,6 +9,7 @@ import { toConnectError } from './errors.ts';
 import { MetadataStore } from './filesystem/metadata.ts';
 import { filesystemService } from './filesystem/service.ts';
 import { WatcherTable } from './filesystem/watchers.ts';
+import { dualProtocolServer } from './h2c.ts';
 import { sendError } from './http/respond.ts';
 import { handleHttp } from './http/router.ts';
 import { ProcessRegistry } from './process/registry.ts';
@@ -17,20 +19,29 @@ import { EnvdState } from './state.ts';
 const RPC_PATH = /^\/(process\.Process|filesystem\.Filesystem)\//;
 
 export interface RunningEnvd {
+  /** The listening socket: HTTP/1.1 and h2c on one port. */
   server: Server;
   port: number;
   state: EnvdState;
   close(): Promise<void>;
 }
 
-/** Start envd: Connect RPC (process, filesystem) and the plain HTTP routes on one port. */
+/**
+ * Start envd: Connect RPC (process, filesystem) and the plain HTTP routes on one port, over
+ * HTTP/1.1 or h2c.
+ */
 export async function startEnvd(opts: EnvdOptions): Promise<RunningEnvd> {
   const state = new EnvdState(opts);
   const registry = new ProcessRegistry();
   const watchers = new WatcherTable();
   const metadata = new MetadataStore();
-  let server: Server | undefined;
-  const httpDeps = { state, metadata, closeIdleConnections: () => server?.closeIdleConnections() };
+  const sessions = new Set<ServerHttp2Session>();
+  const closeIdleConnections = () => {
+    h1.closeIdleConnections();
+    // Graceful: streams in flight finish, the client opens a new connection for the next.
+    for (const s of sessions) s.close();
+  };
+  const httpDeps = { state, metadata, closeIdleConnections };
   const rpc = connectNodeAdapter({
     routes(router) {
       router.service(processv1.Process, processService(state, registry));
@@ -56,7 +67,7 @@ export async function startEnvd(opts: EnvdOptions): Promise<RunningEnvd> {
       void handleHttp(httpDeps, req as IncomingMessage, res as ServerResponse),
   });
 
-  server = createServer((req, res) => {
+  const handle = (req: IncomingMessage, res: ServerResponse) => {
     const path = (req.url ?? '/').split('?')[0]!;
     // /health is open; /files checks the token or a URL signature itself; RPCs check it in
     // the interceptor above; the other routes need it here once /init set one.
@@ -69,8 +80,16 @@ export async function startEnvd(opts: EnvdOptions): Promise<RunningEnvd> {
       }
     }
     rpc(req, res);
+  };
+  const h1 = createServer(handle);
+  h1.keepAliveTimeout = 65_000; // longer than the SDK's pooled idle connections
+  // HTTP/2's request and response objects are compatible with HTTP/1.1's where envd uses them.
+  const h2 = createHttp2Server(handle as unknown as Parameters<typeof createHttp2Server>[0]);
+  h2.on('session', (s) => {
+    sessions.add(s);
+    s.once('close', () => sessions.delete(s));
   });
-  server.keepAliveTimeout = 65_000; // longer than the SDK's pooled idle connections
+  const { server, dropUndecided } = dualProtocolServer(h1, h2, h1.headersTimeout);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(opts.port, opts.host, () => resolve());
@@ -89,14 +108,16 @@ export async function startEnvd(opts: EnvdOptions): Promise<RunningEnvd> {
     }),
   );
   return {
-    server: server as Server,
+    server,
     port,
     state,
     close: () =>
       new Promise((resolve) => {
         watchers.closeAll();
-        server?.closeAllConnections();
-        server?.close(() => resolve());
+        server.close(() => resolve());
+        dropUndecided();
+        h1.closeAllConnections();
+        for (const s of sessions) s.destroy();
       }),
   };
 }
