@@ -1,6 +1,6 @@
 import { mkdir, statfs } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
-import { createLogger, type Logger, layout, WrennError } from '@wrenn/common';
+import { closeWithGrace, createLogger, type Logger, layout, WrennError } from '@wrenn/common';
 import { type DriverBundle, defaultDriver } from './driver-factory.ts';
 import { Manager, type TemplateSnapshotBuilder } from './manager.ts';
 import { MetricsSampler } from './metrics.ts';
@@ -140,7 +140,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
         await reaper.stop();
         metrics.stop();
         m.closing = true;
-        await app.close();
+        await closeWithGrace(app.server, () => app.close());
         await shutdownSandboxes(
           m,
           opts.pauseOnShutdown === true,

@@ -14,3 +14,21 @@ export function freeLoopbackPort(): Promise<number> {
     });
   });
 }
+
+/**
+ * Close an HTTP server's app (`close` stops listening and waits for its connections), giving
+ * in-flight requests `graceMs`, then cutting every connection left — including ones that
+ * never sent a request, which Node would otherwise wait on for its 60 s headers timeout.
+ */
+export async function closeWithGrace(
+  server: { closeAllConnections(): void },
+  close: () => Promise<unknown>,
+  graceMs = 2000,
+): Promise<void> {
+  const cut = setTimeout(() => server.closeAllConnections(), graceMs);
+  try {
+    await close();
+  } finally {
+    clearTimeout(cut);
+  }
+}

@@ -1,4 +1,4 @@
-import { createLogger, type Logger, wrennDir } from '@wrenn/common';
+import { closeWithGrace, createLogger, type Logger, wrennDir } from '@wrenn/common';
 import { type ControlPlaneConfig, resolveConfig } from './config.ts';
 import { type Core, createCore } from './core.ts';
 import { openDatabase } from './db/database.ts';
@@ -57,7 +57,7 @@ export async function startControlPlane(
       adminKey,
       async close() {
         await core.reconciler.stop();
-        await server.app.close();
+        await closeWithGrace(server.app.server, () => server.app.close());
         server.gateway.close();
         await db.close();
       },

@@ -3,7 +3,7 @@ import { fastifyConnectPlugin } from '@connectrpc/connect-fastify';
 import { WrennError } from '@wrenn/common';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { HOST_TOKEN_HEADER, hostTokenOk } from './auth.ts';
-import { PROXY_PREFIX, proxyHandler, proxyUpgradeHandler } from './proxy.ts';
+import { newUpstreamPool, PROXY_PREFIX, proxyHandler, proxyUpgradeHandler } from './proxy.ts';
 import { agentRoutes, type RpcDeps, rpcInterceptors } from './rpc.ts';
 
 /**
@@ -14,8 +14,9 @@ import { agentRoutes, type RpcDeps, rpcInterceptors } from './rpc.ts';
 export async function buildServer(
   deps: RpcDeps & { token: () => string },
 ): Promise<FastifyInstance> {
-  const proxy = proxyHandler(deps.m, deps.token);
-  const upgrade = proxyUpgradeHandler(deps.m, deps.token);
+  const pool = newUpstreamPool();
+  const proxy = proxyHandler(deps.m, deps.token, pool);
+  const upgrade = proxyUpgradeHandler(deps.m, deps.token, pool);
   const app = Fastify({
     logger: false,
     serverFactory: (handler) => {
@@ -48,6 +49,7 @@ export async function buildServer(
     const e = err instanceof WrennError ? err : new WrennError('internal', (err as Error).message);
     await reply.code(e.httpStatus).send(e.toJSON());
   });
+  app.addHook('onClose', async () => pool.destroy());
   await app.register(fastifyConnectPlugin, {
     routes: agentRoutes(deps),
     interceptors: rpcInterceptors(deps.token),

@@ -1,4 +1,5 @@
 import {
+  Agent,
   type IncomingHttpHeaders,
   type IncomingMessage,
   request,
@@ -51,6 +52,15 @@ async function resolve(m: Manager, url: string): Promise<Target> {
   return { sb, hostPort, path };
 }
 
+/**
+ * Upstream connections into sandboxes, kept alive between requests. Its own pool, not
+ * Node's global one, so that closing the server can end them: idle keep-alive sockets
+ * would otherwise hold a stopping agent's process open until the guest times them out.
+ */
+export function newUpstreamPool(): Agent {
+  return new Agent({ keepAlive: true });
+}
+
 function outgoingHeaders(h: IncomingHttpHeaders, hostPort: number): IncomingHttpHeaders {
   const out: IncomingHttpHeaders = { ...h, host: `127.0.0.1:${hostPort}` };
   delete out[HOST_TOKEN_HEADER];
@@ -67,7 +77,7 @@ function sendError(res: ServerResponse, e: unknown): void {
   res.end(JSON.stringify(err.toJSON()));
 }
 
-export function proxyHandler(m: Manager, token: () => string) {
+export function proxyHandler(m: Manager, token: () => string, pool: Agent) {
   return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     if (!hostTokenOk(req.headers[HOST_TOKEN_HEADER], token())) {
       sendError(res, new WrennError('unauthenticated', `missing or wrong ${HOST_TOKEN_HEADER}`));
@@ -81,6 +91,7 @@ export function proxyHandler(m: Manager, token: () => string) {
       return;
     }
     const upstream = request({
+      agent: pool,
       host: '127.0.0.1',
       port: t.hostPort,
       method: req.method,
@@ -110,7 +121,7 @@ export function proxyHandler(m: Manager, token: () => string) {
   };
 }
 
-export function proxyUpgradeHandler(m: Manager, token: () => string) {
+export function proxyUpgradeHandler(m: Manager, token: () => string, pool: Agent) {
   return async (req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> => {
     const fail = (e: WrennError) => {
       const body = JSON.stringify(e.toJSON());
@@ -130,6 +141,7 @@ export function proxyUpgradeHandler(m: Manager, token: () => string) {
       return;
     }
     const upstream = request({
+      agent: pool,
       host: '127.0.0.1',
       port: t.hostPort,
       method: req.method,
