@@ -6,7 +6,8 @@
  *   create   Create RPC (overlay + clone of the template snapshot + envd ready + /init)
  *            vs the raw clone floor (QEMU mapping the template RAM → envd /health)
  *   pause    Pause RPC (drain, prepare, stop, snapshot to staging, fsync, swap, stop VM)
- *            vs raw `stop` + migrate-to-file
+ *            vs raw `stop` + migrate-to-file, and vs the same + fsync of the file (the
+ *            part of the cost that durability makes unavoidable, shown for context)
  *   resume   Resume RPC (restore into a new QEMU + envd ready + /init)
  *            vs raw restore from that file → envd /health
  *   parallel 20 Create RPCs at once: wall time vs 20 × the serial median
@@ -110,6 +111,7 @@ export async function run(): Promise<Record<string, unknown>> {
     const rows = [
       ['create → envd ready', median(create), clone.medianMs, 'raw clone'],
       ['pause', median(pause), pr.migrate.medianMs, 'raw migrate-to-file'],
+      ['pause (durable floor)', median(pause), pr.migrateFsync.medianMs, 'migrate + fsync'],
       ['resume → envd ready', median(resume), pr.restore.medianMs, 'raw restore'],
     ] as const;
     process.stdout.write(
@@ -134,6 +136,7 @@ export async function run(): Promise<Record<string, unknown>> {
       cloneFloorMs: clone.medianMs,
       pauseMs: median(pause),
       migrateFloorMs: pr.migrate.medianMs,
+      migrateFsyncFloorMs: pr.migrateFsync.medianMs,
       resumeMs: median(resume),
       restoreFloorMs: pr.restore.medianMs,
       streamBytes: pr.streamBytes,

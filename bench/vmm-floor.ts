@@ -18,7 +18,7 @@
  *   node --import tsx bench/vmm-floor.ts [--runs N] [--dir WRENN_DIR] [--image minimal]
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { mkdtemp, open, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -165,18 +165,20 @@ export async function rawCloneFloor(
 
 /**
  * Raw migrate-to-file and restore floors: each run clones a VM from the template, lets
- * envd come up, then times `stop` + `migrate` to a file (migrate) and a fresh QEMU loading
- * that file to envd ready (restore).
+ * envd come up, then times `stop` + `migrate` to a file (migrate), the same plus an fsync
+ * of the file (migrateFsync: what a durable pause cannot do without), and a fresh QEMU
+ * loading that file to envd ready (restore).
  */
 export async function rawPauseResumeFloors(
   driver: QemuDriver,
   vm: FloorVm,
   templateDir: string,
   runs: number,
-): Promise<{ migrate: Figures; restore: Figures; streamBytes: number }> {
+): Promise<{ migrate: Figures; migrateFsync: Figures; restore: Figures; streamBytes: number }> {
   const meta = await readSnapshotMeta(templateDir);
   const disk = join(templateDir, meta.disk ?? SNAPSHOT_FILES.disk);
   const migrate: number[] = [];
+  const migrateFsync: number[] = [];
   const restore: number[] = [];
   let streamBytes = 0;
   for (let i = 0; i < runs; i++) {
@@ -209,6 +211,11 @@ export async function rawPauseResumeFloors(
       await waitWriterDone(stream, src.child.pid!);
       migrate.push(performance.now() - t);
       streamBytes = (await stat(stream)).size;
+      // What durability adds on top: the stream on disk, not just in the page cache.
+      const fh = await open(stream, 'r');
+      await fh.sync();
+      await fh.close();
+      migrateFsync.push(performance.now() - t);
     } finally {
       await src.kill();
     }
@@ -222,7 +229,12 @@ export async function rawPauseResumeFloors(
       await rm(work, { recursive: true, force: true });
     }
   }
-  return { migrate: figures(migrate), restore: figures(restore), streamBytes };
+  return {
+    migrate: figures(migrate),
+    migrateFsync: figures(migrateFsync),
+    restore: figures(restore),
+    streamBytes,
+  };
 }
 
 /** The `cat` QEMU forked for `exec:` is done when QEMU has no child left. */
