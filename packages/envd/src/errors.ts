@@ -1,22 +1,9 @@
-import { Code, ConnectError } from '@connectrpc/connect';
+import { ConnectError } from '@connectrpc/connect';
+import { toConnectError as sharedToConnectError } from '@wrenn/common/connect-errors.ts';
 import { type ErrorCode, errorMessage, isWrennError, WrennError } from '@wrenn/common/errors.ts';
 
 // Domain code throws WrennError; these two functions are the only places a code becomes a
 // transport status (Connect code for RPC, HTTP status + JSON body for plain routes).
-
-const CONNECT_CODES: Record<ErrorCode, Code> = {
-  invalid_argument: Code.InvalidArgument,
-  unauthenticated: Code.Unauthenticated,
-  permission_denied: Code.PermissionDenied,
-  not_found: Code.NotFound,
-  conflict: Code.AlreadyExists,
-  failed_precondition: Code.FailedPrecondition,
-  resource_exhausted: Code.ResourceExhausted,
-  unavailable: Code.Unavailable,
-  deadline_exceeded: Code.DeadlineExceeded,
-  bad_gateway: Code.Unavailable,
-  internal: Code.Internal,
-};
 
 /** Errno of a failed fs/spawn call → WrennError with a message naming the path. */
 export function fromErrno(e: unknown, what: string): WrennError {
@@ -44,9 +31,10 @@ export function fromErrno(e: unknown, what: string): WrennError {
 }
 
 export function toConnectError(e: unknown): ConnectError {
-  if (e instanceof ConnectError) return e;
-  const w = isWrennError(e) ? e : fromErrno(e, 'envd');
-  return new ConnectError(w.message, CONNECT_CODES[w.code], undefined, undefined, e);
+  // Errno failures (fs, spawn) get their WrennError code first; then the shared mapping.
+  return e instanceof ConnectError
+    ? e
+    : sharedToConnectError(isWrennError(e) ? e : fromErrno(e, 'envd'));
 }
 
 /** HTTP status the SDK maps to the right error class (507 = not enough space). */

@@ -1,24 +1,2 @@
-import { Code, ConnectError } from '@connectrpc/connect';
-import { type ErrorCode, errorMessage, isWrennError } from '@wrenn/common';
-
-/** The one mapping from WrennError codes to Connect codes (the RPC edge). */
-const CONNECT_CODES: Record<ErrorCode, Code> = {
-  invalid_argument: Code.InvalidArgument,
-  unauthenticated: Code.Unauthenticated,
-  permission_denied: Code.PermissionDenied,
-  not_found: Code.NotFound,
-  conflict: Code.AlreadyExists,
-  failed_precondition: Code.FailedPrecondition,
-  resource_exhausted: Code.ResourceExhausted,
-  unavailable: Code.Unavailable,
-  deadline_exceeded: Code.DeadlineExceeded,
-  bad_gateway: Code.Unavailable,
-  internal: Code.Internal,
-};
-
-/** Never a stack trace: unknown errors become Internal with their message only. */
-export function toConnectError(e: unknown): ConnectError {
-  if (e instanceof ConnectError) return e;
-  if (isWrennError(e)) return new ConnectError(e.message, CONNECT_CODES[e.code]);
-  return new ConnectError(errorMessage(e), Code.Internal);
-}
+// The agent's RPC edge uses the shared WrennError → Connect mapping.
+export { toConnectError } from '@wrenn/common/connect-errors.ts';
