@@ -33,6 +33,7 @@ export function dualProtocolServer(
       socket.off('data', onData);
       socket.off('error', drop);
       socket.setTimeout(0);
+      socket.off('timeout', drop); // keep-alive timeouts later on are the chosen server's
       socket.pause();
       if (isH2) {
         h2.emit('connection', replaying(socket, head));

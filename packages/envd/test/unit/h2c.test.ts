@@ -4,6 +4,8 @@ import { createClient } from '@connectrpc/connect';
 import { createConnectTransport } from '@connectrpc/connect-node';
 import { processv1 } from '@wrenn/proto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { defaultOptions } from '../../src/config.ts';
+import { startEnvd } from '../../src/server.ts';
 import { type HostEnvd, rawClients, startHostEnvd } from '../helpers.ts';
 
 let envd: HostEnvd;
@@ -154,5 +156,21 @@ describe('h2c: HTTP/2 without TLS on the same port as HTTP/1.1', () => {
     }
     expect((await h2Request({ ':method': 'GET', ':path': '/health' })).status).toBe(204);
     expect((await fetch(`${envd.url}/health`)).status).toBe(204);
+  });
+
+  it('close() does not wait for a connection that never said which protocol it speaks', async () => {
+    const inProcess = await startEnvd({
+      ...defaultOptions('host'),
+      host: '127.0.0.1',
+      port: 0,
+      homeRoot: envd.homeRoot,
+      defaultUser: 'root',
+    });
+    const silent = tcpConnect(inProcess.port, '127.0.0.1');
+    await new Promise((r) => silent.once('connect', r));
+    const gone = new Promise((r) => silent.once('close', r));
+    await inProcess.close(); // would hang while the silent socket stayed open
+    await gone;
+    expect(silent.destroyed).toBe(true);
   });
 });
