@@ -6,6 +6,9 @@
  * same server) for command latency, and a local `spawn` of the same program from this
  * process for what envd adds on top of process creation and reading a pipe.
  *
+ * A third floor says what the SDK alone costs: `commands.run('true')` against a stub server
+ * (its own process, like envd) that answers Start with a canned start + end and spawns nothing.
+ *
  * Targets (issue 3): run('true') ≤ 3× /health; `cat` 256 MiB stdout ≥ 200 MiB/s.
  * Also reported: envd's own CPU per call / per MiB (`*_cpu_*`), which a loaded machine
  * cannot distort the way it distorts wall-clock figures.
@@ -88,6 +91,51 @@ async function startBundle(
 }
 
 /**
+ * The stub for the SDK floor: plain node:http, one write per call. Start gets the three
+ * Connect frames envd would send for `true` (start, end, end-of-stream); /health gets 204.
+ */
+const SDK_STUB = `
+import { createServer } from 'node:http';
+const frame = (flags, msg) => {
+  const b = Buffer.from(JSON.stringify(msg));
+  const f = Buffer.alloc(5 + b.length);
+  f[0] = flags;
+  f.writeUInt32BE(b.length, 1);
+  b.copy(f, 5);
+  return f;
+};
+const body = Buffer.concat([
+  frame(0, { event: { start: { pid: 1 } } }),
+  frame(0, { event: { end: { exitCode: 0, exited: true, status: 'exit status 0' } } }),
+  frame(2, {}),
+]);
+const server = createServer((req, res) => {
+  req.resume();
+  req.on('end', () => {
+    if (req.url === '/health') res.writeHead(204).end();
+    else res.writeHead(200, { 'content-type': 'application/connect+json' }).end(body);
+  });
+});
+server.listen(0, '127.0.0.1', () => console.log(JSON.stringify({ port: server.address().port })));
+`;
+
+async function startStub(): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(process.execPath, ['--input-type=module', '-e', SDK_STUB], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const port = await new Promise<number>((resolve, reject) => {
+    let log = '';
+    child.stdout!.on('data', (d) => {
+      log += d;
+      const m = /"port":(\d+)/.exec(log);
+      if (m) resolve(Number(m[1]));
+    });
+    child.once('exit', (c) => reject(new Error(`stub exited ${c}`)));
+  });
+  return { child, url: `http://127.0.0.1:${port}` };
+}
+
+/**
  * CPU seconds (user + system) a process has used. On a shared, loaded machine wall-clock
  * throughput mostly measures the scheduler; CPU per byte measures envd.
  */
@@ -129,14 +177,13 @@ export async function run(): Promise<Record<string, number>> {
   results.startup_ms = median(starts);
 
   const { child, url } = await startBundle(bundle, homeRoot);
+  const stub = await startStub();
   try {
     const Ctor = Sandbox as unknown as new (o: Record<string, unknown>) => Sandbox;
-    const sbx = new Ctor({
-      sandboxId: 'bench',
-      envdVersion: '0.6.4',
-      debug: true,
-      sandboxUrl: url,
-    });
+    const sandbox = (sandboxUrl: string) =>
+      new Ctor({ sandboxId: 'bench', envdVersion: '0.6.4', debug: true, sandboxUrl });
+    const sbx = sandbox(url);
+    const stubSbx = sandbox(stub.url);
     const rpc = envdClients(url, { binary: true }).process;
     await sbx.commands.run('true'); // warm: connection pool, home creation, JIT
 
@@ -146,6 +193,9 @@ export async function run(): Promise<Record<string, number>> {
       spawnCount('/bin/bash', ['-l', '-c', 'true'], { HOME: join(homeRoot, 'root') }),
     );
     results.run_true_over_health = results.run_true_ms / results.health_ms;
+    await stubSbx.commands.run('true');
+    results.sdk_stub_run_true_ms = await latency(30, () => stubSbx.commands.run('true'));
+    results.sdk_stub_over_health = results.sdk_stub_run_true_ms / results.health_ms;
     const cpu0 = cpuSeconds(child.pid!);
     for (let i = 0; i < 50; i++) await sbx.commands.run('true');
     results.run_true_envd_cpu_ms = ((cpuSeconds(child.pid!) - cpu0) / 50) * 1000;
@@ -215,13 +265,16 @@ export async function run(): Promise<Record<string, number>> {
     });
   } finally {
     await stop(child);
+    await stop(stub.child);
     await rm(work, { recursive: true, force: true });
   }
 
   console.log('envd bench (host, bundled envd, medians) — summary');
   for (const [k, v] of Object.entries(results)) note(k, v);
   console.log(
-    `  target run_true_over_health ≤ 3: ${results.run_true_over_health! <= 3 ? 'met' : 'NOT met'}`,
+    `  target run_true_over_health ≤ 3: ${results.run_true_over_health! <= 3 ? 'met' : 'NOT met'}` +
+      ` (3× /health leaves ${(3 * results.health_ms! - results.sdk_stub_run_true_ms!).toFixed(2)} ms` +
+      ` after the SDK's own cost; bash -l -c true alone takes ${results.local_spawn_bash_ms!.toFixed(2)} ms)`,
   );
   console.log(
     `  target cat_envd_binary_mibps ≥ 200: ${results.cat_envd_binary_mibps! >= 200 ? 'met' : 'NOT met'}`,
