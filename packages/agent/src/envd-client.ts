@@ -122,7 +122,7 @@ export async function initEnvdWhenReady(
  * clock only moves forward) but takes the path a create's /init takes, once, before a
  * template snapshot: every clone's first /init then finds that code compiled by V8 and the
  * clock addon loaded, instead of compiling it under emulation (~0.2 s of TCG per create).
- * Likewise /snapshot/prepare, the first step of every pause.
+ * Likewise a first command (`/bin/true`) and /snapshot/prepare, the first step of a pause.
  */
 export async function warmEnvd(port: number, timeoutMs = 30_000): Promise<void> {
   const body = { envVars: {}, accessToken: '', timestamp: new Date(0).toISOString() };
@@ -133,8 +133,40 @@ export async function warmEnvd(port: number, timeoutMs = 30_000): Promise<void> 
       'unavailable',
       `envd warm-up /init: HTTP ${res.status} ${text.slice(0, 200)}`,
     );
+  // The first command: Connect's server stream and the process service, run once.
+  await runOnce(port, '/bin/true', timeoutMs);
   // And the pause path: it only drops idle connections, which a template wants anyway.
   await prepareSnapshot(port, undefined, timeoutMs);
+}
+
+/**
+ * process.Process/Start over Connect's JSON streaming protocol, read to its end: one
+ * envelope (flags byte, big-endian u32 length, JSON) each way.
+ */
+async function runOnce(port: number, cmd: string, timeoutMs: number): Promise<void> {
+  const json = Buffer.from(JSON.stringify({ process: { cmd, args: [], envs: {} } }));
+  const envelope = Buffer.alloc(5 + json.length);
+  envelope.writeUInt32BE(json.length, 1);
+  json.copy(envelope, 5);
+  const res = await fetch(`${base(port)}/process.Process/Start`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/connect+json', 'connect-protocol-version': '1' },
+    body: envelope,
+    signal: AbortSignal.timeout(timeoutMs),
+  });
+  const body = Buffer.from(await res.arrayBuffer());
+  // The last envelope (flag 0x02) ends the stream: `{}`, or `{"error": …}`.
+  let end = '';
+  for (let i = 0; i + 5 <= body.length; ) {
+    const len = body.readUInt32BE(i + 1);
+    if (body[i]! & 2) end = body.subarray(i + 5, i + 5 + len).toString();
+    i += 5 + len;
+  }
+  if (res.status !== 200 || end.includes('"error"'))
+    throw new WrennError(
+      'unavailable',
+      `envd warm-up ${cmd}: HTTP ${res.status} ${end.slice(0, 200)}`,
+    );
 }
 
 export async function prepareSnapshot(port: number, token: string | undefined, timeoutMs = 10_000) {
