@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { QEMU_BINARY, qemuArgs } from '@wrenn/agent/vmm/qemu/args.ts';
 import { layout } from '@wrenn/common';
-import { buildImage, guestCmdline, listImages } from '@wrenn/images';
+import { buildImage, DEFAULT_CMDLINE, guestCmdline, listImages } from '@wrenn/images';
 import { cpioNewc } from '@wrenn/images/cpio.ts';
 import { bootImage } from '../test/helpers/vm.ts';
 
@@ -76,7 +76,8 @@ export async function floorBoot(kernel: string, work: string): Promise<Timing> {
     memoryMb: 512,
     kernel,
     initrd,
-    cmdline: guestCmdline('console=ttyS0 quiet panic=-1 reboot=t', 'tcg'),
+    // The images' own kernel parameters: the floor is this kernel as the images boot it.
+    cmdline: guestCmdline(DEFAULT_CMDLINE, 'tcg'),
     console: { kind: 'stdio' },
   });
   const started = performance.now();

@@ -17,6 +17,8 @@ export interface BootOptions {
   vcpus?: number;
   /** Default tcg: the accelerator every CI machine has (DESIGN.md section 6). */
   accel?: Accelerator;
+  /** Another `-cpu` model than the agent's (e.g. to see envd's snapshot refused). */
+  cpu?: string;
   /** Appended to the image's kernel command line. */
   cmdlineExtra?: string;
   /** How long to wait for envd's /health (default 120 s: TCG on a busy 2-core box). */
@@ -89,6 +91,7 @@ export async function bootImage(opts: BootOptions): Promise<TestVm> {
     net: { mode: 'user', forwards: [{ hostPort, guestPort: ENVD_PORT }] },
     console: { kind: 'stdio' },
   });
+  if (opts.cpu) args[args.indexOf('-cpu') + 1] = opts.cpu;
   const started = performance.now();
   // stdin stays an open pipe: on EOF from /dev/null QEMU's stdio chardev may stop the console.
   const child = spawn(QEMU_BINARY, args, { stdio: ['pipe', 'pipe', 'pipe'] });

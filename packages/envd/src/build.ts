@@ -65,6 +65,52 @@ function bundleOptions(): BuildOptions {
   };
 }
 
+/** The CommonJS bundle the image build turns into a V8 startup snapshot (envd.blob). */
+export const SNAPSHOT_ENTRY = 'envd-snapshot.cjs';
+
+/**
+ * `node --build-snapshot` runs a CommonJS file whose require() knows only builtins, some of
+ * which (http, http2 via http, child_process, module) cannot be loaded into a snapshot.
+ * This shim hands those out as proxies that load on first use (at run time, after the blob
+ * is deserialized: envd touches none of them at module level), and resolves non-builtins
+ * (node-pty, the clock addon) from the directory of the blob, i.e. /opt/wrenn/envd.
+ */
+const SNAPSHOT_BANNER = `var __wrennEnvd = { get url() {
+  const a = process.execArgv, i = a.findIndex((x) => x === "--snapshot-blob" || x.startsWith("--snapshot-blob="));
+  const file = i < 0 ? __filename : a[i].includes("=") ? a[i].slice(a[i].indexOf("=") + 1) : a[i + 1];
+  return require("node:url").pathToFileURL(require("node:path").resolve(file)).href;
+} };
+var require = ((req) => {
+  const lazy = new Set(["http", "http2", "https", "child_process", "module"]);
+  return (id) => {
+    if (lazy.has(id.replace(/^node:/, ""))) {
+      let m;
+      const mod = () => (m ??= req(id));
+      return new Proxy({}, {
+        get: (_, p) => mod()[p],
+        has: (_, p) => p in mod(),
+        ownKeys: () => Reflect.ownKeys(mod()),
+        getOwnPropertyDescriptor: (_, p) => { const d = Object.getOwnPropertyDescriptor(mod(), p); if (d) d.configurable = true; return d; },
+      });
+    }
+    try { return req(id); } catch (e) {
+      if (e?.code !== "MODULE_NOT_FOUND") throw e;
+      return req("node:module").createRequire(__wrennEnvd.url)(id);
+    }
+  };
+})(require);`;
+
+function snapshotEntryOptions(): BuildOptions {
+  return {
+    ...bundleOptions(),
+    format: 'cjs',
+    banner: { js: SNAPSHOT_BANNER },
+    define: { 'import.meta.url': '__wrennEnvd.url' },
+    // import('node-pty') becomes require('node-pty'): a snapshot has no ESM loader.
+    supported: { 'dynamic-import': false },
+  };
+}
+
 async function nodePtyFiles(): Promise<{ from: string; to: string }[]> {
   const lib = join(nodePtyDir, 'lib');
   const libJs = (await readdir(lib)).filter((f) => f.endsWith('.js') && !f.endsWith('.test.js'));
@@ -82,6 +128,7 @@ async function nodePtyFiles(): Promise<{ from: string; to: string }[]> {
 /**
  * Bundle envd into `outDir/envd.mjs` with node-pty and the clock addon beside it. The directory is what the
  * images put at /opt/wrenn/envd/ and run as `node /opt/wrenn/envd/envd.mjs` (guest mode).
+ * `envd-snapshot.cjs` beside it is the same code as CommonJS for `node --build-snapshot`.
  * Returns the written files (relative to outDir) and the bundle hash (see envdBundleHash).
  *
  * @example await buildEnvd('/tmp/rootfs/opt/wrenn/envd')
@@ -89,13 +136,13 @@ async function nodePtyFiles(): Promise<{ from: string; to: string }[]> {
 export async function buildEnvd(outDir: string): Promise<{ files: string[]; hash: string }> {
   await rm(join(outDir, 'node_modules', 'node-pty'), { recursive: true, force: true });
   await mkdir(outDir, { recursive: true });
-  const result = await build({
-    ...bundleOptions(),
-    outfile: join(outDir, 'envd.mjs'),
-    write: false,
-  });
+  const results = await Promise.all([
+    build({ ...bundleOptions(), outfile: join(outDir, 'envd.mjs'), write: false }),
+    build({ ...snapshotEntryOptions(), outfile: join(outDir, SNAPSHOT_ENTRY), write: false }),
+  ]);
+  const outputs = results.flatMap((r) => r.outputFiles);
   const files: string[] = [];
-  for (const out of result.outputFiles) {
+  for (const out of outputs) {
     await writeFile(out.path, out.contents);
     files.push(relative(outDir, out.path));
   }
@@ -105,7 +152,7 @@ export async function buildEnvd(outDir: string): Promise<{ files: string[]; hash
     files.push(to);
   }
   files.push(await buildClockAddon(outDir));
-  return { files, hash: await hashOutputs(result.outputFiles.map((o) => o.contents)) };
+  return { files, hash: await hashOutputs(outputs.map((o) => o.contents)) };
 }
 
 async function hashOutputs(bundles: Uint8Array[]): Promise<string> {
@@ -124,8 +171,11 @@ async function hashOutputs(bundles: Uint8Array[]): Promise<string> {
  * Image manifests store it to notice that envd changed and the image must be rebuilt.
  */
 export async function envdBundleHash(): Promise<string> {
-  const result = await build({ ...bundleOptions(), outfile: join(here, 'envd.mjs'), write: false });
-  return hashOutputs(result.outputFiles.map((o) => o.contents));
+  const results = await Promise.all([
+    build({ ...bundleOptions(), outfile: join(here, 'envd.mjs'), write: false }),
+    build({ ...snapshotEntryOptions(), outfile: join(here, SNAPSHOT_ENTRY), write: false }),
+  ]);
+  return hashOutputs(results.flatMap((r) => r.outputFiles.map((o) => o.contents)));
 }
 
 /** Alias kept for callers that think of it as "the envd source changed". */

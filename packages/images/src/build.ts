@@ -2,7 +2,15 @@ import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { layout, SYSTEM_TEAM, WrennError, wrennDir, writeFileAtomic } from '@wrenn/common';
 import { hostAptSources } from './apt.ts';
-import { DEFAULT_CMDLINE, ENVD_PORT, IMAGE_NAMES, IMAGES, type ImageName } from './catalog.ts';
+import {
+  DEFAULT_CMDLINE,
+  ENVD_PORT,
+  IMAGE_NAMES,
+  IMAGES,
+  type ImageName,
+  TCG_CPU_MODEL,
+} from './catalog.ts';
+import { buildEnvdSnapshot, ENVD_SNAPSHOT_FORMAT, qemuVersion } from './envd-snapshot.ts';
 import { diskFullError, isDiskFull, requireTool, run, TOOLS } from './exec.ts';
 import { makeExt4 } from './ext4.ts';
 import { sha256, sha256File, sha256FileMemo } from './hash.ts';
@@ -77,6 +85,7 @@ export async function buildImage(name: string, opts: BuildOptions = {}): Promise
     TOOLS.aptGet,
     TOOLS.aptCache,
     TOOLS.ldd,
+    TOOLS.qemu,
   ]) {
     await requireTool(tool);
   }
@@ -128,6 +137,8 @@ async function buildLocked(image: ImageName, ctx: Ctx): Promise<BuildResult> {
     initramfsInit: await sha256File(ctx.recipes.initramfsInit),
     guestInit: await sha256File(ctx.recipes.guestInit),
     runtime: await runtimeInputs(runtime, busybox),
+    // envd.blob is made in a VM of this CPU model on this QEMU (see envd-snapshot.ts).
+    envdSnapshot: { format: ENVD_SNAPSHOT_FORMAT, cpu: TCG_CPU_MODEL, qemu: await qemuVersion() },
   };
   if (image === 'base') inputs.base = await baseInputs(ctx.recipes);
   const wantHash = inputsHash(inputs);
@@ -204,6 +215,14 @@ async function buildLocked(image: ImageName, ctx: Ctx): Promise<BuildResult> {
       owners: asRoot ? undefined : await ownersForUnprivileged(tree),
     });
     await rm(tree, { recursive: true, force: true });
+
+    progress.stage('envd snapshot (boots the image once under TCG)');
+    await buildEnvdSnapshot({
+      kernel: join(ctx.dir, vmlinuzDigest.path),
+      initrd: initramfsPath,
+      rootfs: rootfsPath,
+      cmdline: DEFAULT_CMDLINE,
+    });
 
     const rootfsBytes = (await stat(rootfsPath)).size;
     progress.stage('hash rootfs', rootfsBytes);

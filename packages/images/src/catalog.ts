@@ -20,6 +20,16 @@ export const ENVD_PORT = 49983;
  * The kernel command line images are built for. `quiet` keeps the emulated serial port
  * (slow under TCG) nearly silent; panic=-1 and reboot=t (triple fault: microvm has no
  * keyboard controller or ACPI reset) with QEMU's -no-reboot turn a guest crash into a
- * QEMU exit instead of a hang.
+ * QEMU exit instead of a hang. `cryptomgr.notests` skips the boot-time self-tests of every
+ * crypto algorithm (~0.25 s of emulated CPU, the costliest initcall): they check the
+ * kernel's own implementations, which no guest input reaches.
  */
-export const DEFAULT_CMDLINE = 'console=ttyS0 quiet panic=-1 reboot=t rw';
+export const DEFAULT_CMDLINE = 'console=ttyS0 quiet panic=-1 reboot=t rw cryptomgr.notests';
+
+/**
+ * The `-cpu` model of TCG guests. envd's V8 startup snapshot is made in a VM of this model
+ * at image build and V8 refuses it on other CPU features, so the agent (vmm/qemu/args.ts)
+ * must boot TCG sandboxes with the same one (a unit test checks it). `max` rather than a
+ * smaller named model: node ran no faster on qemu64 (measured), and V8 uses what it finds.
+ */
+export const TCG_CPU_MODEL = 'max';

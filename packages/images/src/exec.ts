@@ -19,6 +19,8 @@ export const TOOLS = {
   mmdebstrap: { command: 'mmdebstrap', debian: 'mmdebstrap' },
   ldd: { command: 'ldd', debian: 'libc-bin' },
   tar: { command: 'tar', debian: 'tar' },
+  // Honours WRENN_QEMU like the agent (@wrenn/agent vmm/qemu/args.ts).
+  qemu: { command: process.env.WRENN_QEMU ?? 'qemu-system-x86_64', debian: 'qemu-system-x86' },
 } as const satisfies Record<string, Tool>;
 
 const SEARCH_EXTRA = ['/usr/sbin', '/sbin'];

@@ -15,6 +15,18 @@ describe('built images boot under TCG with user-mode networking', () => {
       expect(vm.console()).toMatch(/wrenn-init: started/);
       expect(vm.console()).toMatch(/wrenn-init: network 10\.0\.2\.15\/24 via 10\.0\.2\.2/);
       expect(vm.console()).not.toMatch(/FATAL/);
+      // envd started from the V8 snapshot the build made in a VM of the same CPU model.
+      expect(vm.console()).toMatch(/wrenn-init: envd from its startup snapshot/);
+      expect(vm.console()).not.toMatch(/does not fit|envd exited/);
+    });
+  });
+
+  it('minimal: on other CPU features envd refuses its snapshot and starts from the bundle', async () => {
+    // qemu64 lacks features `max` has (SSE4, AVX...): V8 rejects the blob, node exits 14.
+    await withVm({ wrennDir, image: 'minimal', accel: 'tcg', cpu: 'qemu64' }, async (vm) => {
+      expect((await fetch(`${vm.envdUrl}/health`)).status).toBe(204);
+      expect(vm.console()).toMatch(/wrenn-init: envd snapshot does not fit this CPU/);
+      expect(vm.console()).not.toMatch(/envd exited/);
     });
   });
 
@@ -39,6 +51,11 @@ describe('built images boot under TCG with user-mode networking', () => {
       expect(initramfs.length).toBe(m.kernel.initramfs.bytes);
       // Kept small on purpose: the kernel inflates it on every boot.
       expect(initramfs.length).toBeLessThan(2 << 20);
+      // A changed QEMU or TCG CPU model must rebuild the image: its envd snapshot is for them.
+      expect(m.inputs.envdSnapshot).toMatchObject({
+        cpu: 'max',
+        qemu: expect.stringMatching(/QEMU/),
+      });
     }
   });
 });

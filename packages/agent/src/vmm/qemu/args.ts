@@ -1,3 +1,5 @@
+import { TCG_CPU_MODEL } from '@wrenn/images/catalog.ts';
+
 /**
  * The one place that turns a VM description into a QEMU command line (`-M microvm`,
  * virtio-mmio devices). Everything else describes VMs with `QemuVmSpec`.
@@ -83,7 +85,8 @@ export function qemuArgs(spec: QemuVmSpec): string[] {
     '-accel',
     spec.accel,
     '-cpu',
-    spec.accel === 'kvm' ? 'host' : 'max',
+    // TCG: the model envd's startup snapshot was made on at image build (@wrenn/images).
+    spec.accel === 'kvm' ? 'host' : TCG_CPU_MODEL,
     '-smp',
     String(spec.vcpus),
     '-m',
