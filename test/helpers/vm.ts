@@ -146,19 +146,44 @@ export async function bootImage(opts: BootOptions): Promise<TestVm> {
     });
 
   const envdUrl = `http://127.0.0.1:${hostPort}`;
-  const waitReady = async (timeoutMs = opts.readyTimeoutMs ?? 120_000) => {
-    const deadline = performance.now() + timeoutMs;
-    while (performance.now() < deadline) {
-      if (isDead()) throw new Error(deathMessage());
-      const ok = await fetch(`${envdUrl}/health`, { signal: AbortSignal.timeout(2_000) }).then(
-        (r) => r.status === 204,
-        () => false,
-      );
-      if (ok) return performance.now() - started;
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    throw new Error(`envd not ready within ${timeoutMs} ms:\n${consoleText()}`);
-  };
+  // Probes overlap (a new one every 20 ms, each allowed 2 s): a probe sent while eth0 is
+  // still coming up loses its SYN inside slirp and hangs until its timeout, and waiting for
+  // it would report readiness up to 2 s late.
+  const waitReady = (timeoutMs = opts.readyTimeoutMs ?? 120_000) =>
+    new Promise<number>((resolve, reject) => {
+      const deadline = performance.now() + timeoutMs;
+      let settled = false;
+      let inFlight = 0;
+      const finish = (f: () => void) => {
+        if (settled) return;
+        settled = true;
+        clearInterval(timer);
+        f();
+      };
+      const probe = () => {
+        if (settled) return;
+        if (isDead()) return finish(() => reject(new Error(deathMessage())));
+        if (performance.now() > deadline) {
+          return finish(() =>
+            reject(new Error(`envd not ready within ${timeoutMs} ms:\n${consoleText()}`)),
+          );
+        }
+        if (inFlight >= 100) return;
+        inFlight++;
+        fetch(`${envdUrl}/health`, { signal: AbortSignal.timeout(2_000) })
+          .then(
+            (r) => r.status === 204,
+            () => false,
+          )
+          .then((ok) => {
+            inFlight--;
+            const at = performance.now() - started;
+            if (ok) finish(() => resolve(at));
+          });
+      };
+      const timer = setInterval(probe, 20);
+      probe();
+    });
 
   const kill = async () => {
     if (!isDead()) child.kill('SIGKILL');
