@@ -34,10 +34,12 @@ export async function handleHttp(
       case 'POST /files':
         await uploadFiles(deps.state, deps.metadata, req, res, url.searchParams);
         return;
-      case 'POST /init':
-        await init(deps.state, req);
+      case 'POST /init': {
+        const afterResponse = await init(deps.state, req);
         res.writeHead(204).end();
+        afterResponse();
         return;
+      }
       case 'GET /envs':
         sendJson(res, 200, Object.fromEntries(deps.state.envVars));
         return;
