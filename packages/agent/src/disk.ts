@@ -28,8 +28,9 @@ export async function createOverlay(
     throw new WrennError('not_found', `base image ${base}: ${(e as Error).message}`, { cause: e });
   });
   // qemu-img accepts an overlay smaller than its base: the guest would see a cut-off disk.
-  const baseBytes = baseFormat === 'raw' ? st.size : await qcow2VirtualSize(base);
-  if (diskMb > 0 && diskMb * 1024 * 1024 < baseBytes) {
+  const baseBytes =
+    diskMb === 0 ? 0 : baseFormat === 'raw' ? st.size : await qcow2VirtualSize(base);
+  if (diskMb * 1024 * 1024 < baseBytes) {
     throw new WrennError(
       'invalid_argument',
       `disk_mb ${diskMb} is smaller than the template's base image (${Math.ceil(baseBytes / 1024 / 1024)} MiB)`,

@@ -1,4 +1,7 @@
-import { WrennError } from '@wrenn/common';
+import { createClient } from '@connectrpc/connect';
+import { createConnectTransport } from '@connectrpc/connect-node';
+import { errorMessage, WrennError } from '@wrenn/common';
+import { processv1 } from '@wrenn/proto';
 
 /**
  * The agent's side of envd's HTTP routes: health, init (env vars, token, clock after a
@@ -22,7 +25,6 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export interface ReadyOptions {
   /** Checked every 25th attempt (two /proc reads): stop early when the VM is gone. */
   isDead?: () => Promise<boolean>;
-  signal?: AbortSignal;
 }
 
 /**
@@ -38,8 +40,6 @@ async function untilAnswered(
   const deadline = Date.now() + timeoutMs;
   let last = 'no answer';
   for (let n = 1; Date.now() < deadline; n++) {
-    if (opts.signal?.aborted)
-      throw new WrennError('unavailable', `aborted while waiting for ${what}`);
     try {
       return await attempt(Math.min(2000, Math.max(100, deadline - Date.now())));
     } catch (e) {
@@ -139,34 +139,19 @@ export async function warmEnvd(port: number, timeoutMs = 30_000): Promise<void> 
   await prepareSnapshot(port, undefined, timeoutMs);
 }
 
-/**
- * process.Process/Start over Connect's JSON streaming protocol, read to its end: one
- * envelope (flags byte, big-endian u32 length, JSON) each way.
- */
+/** Run `cmd` through envd's process service to its end (Connect, JSON: what the SDK speaks). */
 async function runOnce(port: number, cmd: string, timeoutMs: number): Promise<void> {
-  const json = Buffer.from(JSON.stringify({ process: { cmd, args: [], envs: {} } }));
-  const envelope = Buffer.alloc(5 + json.length);
-  envelope.writeUInt32BE(json.length, 1);
-  json.copy(envelope, 5);
-  const res = await fetch(`${base(port)}/process.Process/Start`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/connect+json', 'connect-protocol-version': '1' },
-    body: envelope,
-    signal: AbortSignal.timeout(timeoutMs),
-  });
-  const body = Buffer.from(await res.arrayBuffer());
-  // The last envelope (flag 0x02) ends the stream: `{}`, or `{"error": …}`.
-  let end = '';
-  for (let i = 0; i + 5 <= body.length; ) {
-    const len = body.readUInt32BE(i + 1);
-    if (body[i]! & 2) end = body.subarray(i + 5, i + 5 + len).toString();
-    i += 5 + len;
+  const proc = createClient(
+    processv1.Process,
+    createConnectTransport({ baseUrl: base(port), httpVersion: '1.1' }),
+  );
+  try {
+    for await (const _ of proc.start({ process: { cmd, args: [], envs: {} } }, { timeoutMs })) {
+      // read to the end event
+    }
+  } catch (e) {
+    throw new WrennError('unavailable', `envd warm-up ${cmd}: ${errorMessage(e)}`, { cause: e });
   }
-  if (res.status !== 200 || end.includes('"error"'))
-    throw new WrennError(
-      'unavailable',
-      `envd warm-up ${cmd}: HTTP ${res.status} ${end.slice(0, 200)}`,
-    );
 }
 
 export async function prepareSnapshot(port: number, token: string | undefined, timeoutMs = 10_000) {

@@ -46,6 +46,14 @@ export const LIMITS = {
   timeoutSeconds: { max: 30 * 24 * 3600 },
 };
 
+/** `v` if it is an integer in min..max, else invalid_argument naming the field. */
+export function inRange(name: string, v: number, min: number, max: number): number {
+  if (!Number.isInteger(v) || v < min || v > max) {
+    throw new WrennError('invalid_argument', `${name} ${v} is out of range ${min}..${max}`);
+  }
+  return v;
+}
+
 /**
  * The sandbox manager: the in-memory map (the truth for what runs on this host), the slot
  * allocator, base-image reference counts, and a per-sandbox lifecycle lock on each entry.

@@ -3,11 +3,11 @@ import { isValidId, WrennError } from '@wrenn/common';
 import { CleanupStack } from '../cleanup.ts';
 import { step } from '../crash.ts';
 import { createOverlay } from '../disk.ts';
-import { initEnvdWhenReady } from '../envd-client.ts';
-import { LIMITS, type Manager } from '../manager.ts';
+import { inRange, LIMITS, type Manager } from '../manager.ts';
 import { newSandbox, type Sandbox, type SandboxSpec, type TimeoutAction } from '../sandbox.ts';
 import { removeDir, runningStateOf, sandboxPaths, writeRunningState } from '../store.ts';
 import { resolveTemplateFor } from '../templates.ts';
+import { initSandboxEnvd } from './envd-init.ts';
 import { templateSource } from './template-snapshot.ts';
 import { vmSpecOf } from './vm-spec.ts';
 
@@ -23,13 +23,6 @@ export interface CreateParams {
   envVars?: Record<string, string>;
   metadata?: Record<string, string>;
   envdAccessToken?: string;
-}
-
-function inRange(name: string, v: number, min: number, max: number): number {
-  if (!Number.isInteger(v) || v < min || v > max) {
-    throw new WrennError('invalid_argument', `${name} ${v} is out of range ${min}..${max}`);
-  }
-  return v;
 }
 
 export function validateCreate(p: CreateParams): SandboxSpec {
@@ -138,18 +131,7 @@ export async function createSandbox(m: Manager, params: CreateParams): Promise<S
       await step(log, 'create', 'write-running-state', f, () =>
         writeRunningState(paths.live, runningStateOf(sb, 'starting', vm, tpl.baseImage)),
       );
-      const port = m.slots.envdPort(sb.slot);
-      await step(log, 'create', 'init-envd', f, () =>
-        initEnvdWhenReady(
-          port,
-          {
-            envVars: sb.envVars,
-            accessToken: sb.envdAccessToken, // '' clears a token a snapshot's envd may hold
-          },
-          source.envdToken,
-          m.envdReadyTimeoutMs,
-        ),
-      );
+      await step(log, 'create', 'init-envd', f, () => initSandboxEnvd(m, sb, source.envdToken));
       sb.endAt = sb.timeoutMs ? Date.now() + sb.timeoutMs : 0;
       await step(log, 'create', 'mark-running', f, () =>
         writeRunningState(paths.live, runningStateOf(sb, 'running', vm, tpl.baseImage)),

@@ -2,11 +2,11 @@ import { rm } from 'node:fs/promises';
 import { errorMessage, fsyncPath, WrennError } from '@wrenn/common';
 import { CleanupStack } from '../cleanup.ts';
 import { step } from '../crash.ts';
-import { initEnvdWhenReady } from '../envd-client.ts';
-import { LIMITS, type Manager } from '../manager.ts';
+import { inRange, LIMITS, type Manager } from '../manager.ts';
 import type { Sandbox } from '../sandbox.ts';
 import { readPauseMeta, runningStateOf, sandboxPaths, writeRunningState } from '../store.ts';
 import { resolveTemplateFor } from '../templates.ts';
+import { initSandboxEnvd } from './envd-init.ts';
 import { vmSpecOf } from './vm-spec.ts';
 
 /**
@@ -22,16 +22,7 @@ import { vmSpecOf } from './vm-spec.ts';
  */
 export async function resumeSandbox(m: Manager, id: string, timeoutSeconds = 0): Promise<Sandbox> {
   m.refuseWhenClosing();
-  if (
-    !Number.isInteger(timeoutSeconds) ||
-    timeoutSeconds < 0 ||
-    timeoutSeconds > LIMITS.timeoutSeconds.max
-  ) {
-    throw new WrennError(
-      'invalid_argument',
-      `timeout_seconds ${timeoutSeconds} is out of range 0..${LIMITS.timeoutSeconds.max}`,
-    );
-  }
+  inRange('timeout_seconds', timeoutSeconds, 0, LIMITS.timeoutSeconds.max);
   const sb = m.get(id);
   return sb.lock.run(async () => {
     m.expectStatus(sb, 'resume', 'paused');
@@ -121,17 +112,8 @@ export async function resumeSandbox(m: Manager, id: string, timeoutSeconds = 0):
     const vm = sb.vm!;
     try {
       await step(log, 'resume', 'run-vcpus', f, () => m.driver.resume(vm));
-      const port = m.slots.envdPort(sb.slot);
       await step(log, 'resume', 'init-envd', f, () =>
-        initEnvdWhenReady(
-          port,
-          {
-            envVars: sb.envVars,
-            accessToken: sb.envdAccessToken, // '' clears a token a snapshot's envd may hold
-          },
-          sb.envdAccessToken || undefined,
-          m.envdReadyTimeoutMs,
-        ),
+        initSandboxEnvd(m, sb, sb.envdAccessToken || undefined),
       );
     } catch (e) {
       return lateFailure(e);

@@ -1,5 +1,5 @@
 import { WrennError } from '@wrenn/common';
-import { LIMITS, type Manager } from '../manager.ts';
+import { inRange, LIMITS, type Manager } from '../manager.ts';
 import type { Sandbox } from '../sandbox.ts';
 import { runningStateOf, sandboxPaths, writeRunningState } from '../store.ts';
 
@@ -12,16 +12,7 @@ export async function setSandboxTimeout(
   id: string,
   timeoutSeconds: number,
 ): Promise<Sandbox> {
-  if (
-    !Number.isInteger(timeoutSeconds) ||
-    timeoutSeconds < 0 ||
-    timeoutSeconds > LIMITS.timeoutSeconds.max
-  ) {
-    throw new WrennError(
-      'invalid_argument',
-      `timeout_seconds ${timeoutSeconds} is out of range 0..${LIMITS.timeoutSeconds.max}`,
-    );
-  }
+  inRange('timeout_seconds', timeoutSeconds, 0, LIMITS.timeoutSeconds.max);
   const sb = m.get(id);
   return sb.lock.run(async () => {
     m.expectStatus(sb, 'set the timeout of', 'running', 'paused');

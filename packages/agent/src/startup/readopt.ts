@@ -52,30 +52,25 @@ export async function readoptRunning(m: Manager): Promise<ReadoptReport> {
           ? await m.driver.adopt(state.vm).catch(() => undefined)
           : undefined;
 
-      if (!ref || !state) {
-        if (hasMeta) {
-          await rm(paths.runningState, { force: true });
-          await rm(join(paths.live, VM_DIR), { recursive: true, force: true });
-          await fsyncPath(paths.live);
-          report.keptPaused.push(name);
-          log.info({ event: 'readopt:dead-kept-snapshot' }, 'VM gone; pause snapshot kept');
-        } else {
-          await trashDir(sandboxes, name);
-          report.swept.push(name);
-          log.info({ event: 'readopt:dead-swept' }, 'VM gone; running sandbox swept');
-        }
-        continue;
-      }
-
       if (hasMeta) {
-        // A resume that never reached its commit: the VM was loaded with its vCPUs stopped
-        // and never ran, so the snapshot and its disk are untouched. It stays paused.
-        await m.driver.kill(ref).catch(() => undefined);
+        // A dead VM, or a resume that never reached its commit (its VM was loaded with the
+        // vCPUs stopped and never ran): the snapshot and its disk are untouched. It stays
+        // paused; only the running state and the VM go.
+        if (ref) await m.driver.kill(ref).catch(() => undefined);
         await rm(paths.runningState, { force: true });
         await rm(join(paths.live, VM_DIR), { recursive: true, force: true });
         await fsyncPath(paths.live);
         report.keptPaused.push(name);
-        log.info({ event: 'readopt:unfinished-resume' }, 'resume never committed; kept paused');
+        log.info(
+          { event: ref ? 'readopt:unfinished-resume' : 'readopt:dead-kept-snapshot' },
+          ref ? 'resume never committed; kept paused' : 'VM gone; pause snapshot kept',
+        );
+        continue;
+      }
+      if (!ref || !state) {
+        await trashDir(sandboxes, name);
+        report.swept.push(name);
+        log.info({ event: 'readopt:dead-swept' }, 'VM gone; running sandbox swept');
         continue;
       }
       if (state.phase === 'starting') {
