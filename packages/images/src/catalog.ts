@@ -38,3 +38,11 @@ export const DEFAULT_CMDLINE =
  * smaller named model: node ran no faster on qemu64 (measured), and V8 uses what it finds.
  */
 export const TCG_CPU_MODEL = 'max';
+
+/**
+ * The QEMU machine every Wrenn VM runs on (sandboxes in vmm/qemu/args.ts, the image build's
+ * snapshot VM here): a microvm with virtio-mmio devices. Debian's cloud kernel finds them
+ * only through ACPI (no CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES): with acpi=off the root disk
+ * never appears.
+ */
+export const MICROVM_MACHINE = 'microvm,x-option-roms=off,isa-serial=on,rtc=on,pcie=off,acpi=on';

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { WrennError } from '@wrenn/common';
-import { TCG_CPU_MODEL } from './catalog.ts';
+import { MICROVM_MACHINE, TCG_CPU_MODEL } from './catalog.ts';
 import { guestCmdline } from './cmdline.ts';
 import { requireTool, run, TOOLS } from './exec.ts';
 
@@ -41,9 +41,9 @@ export async function buildEnvdSnapshot(opts: {
     '-display',
     'none',
     '-no-reboot',
-    // Same machine as a sandbox (vmm/qemu/args.ts), minus the network.
+    // Same machine as a sandbox, minus the network.
     '-M',
-    'microvm,x-option-roms=off,isa-serial=on,rtc=on,pcie=off,acpi=on',
+    MICROVM_MACHINE,
     '-accel',
     'tcg',
     '-cpu',

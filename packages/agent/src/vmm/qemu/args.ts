@@ -1,4 +1,4 @@
-import { TCG_CPU_MODEL } from '@wrenn/images/catalog.ts';
+import { MICROVM_MACHINE, TCG_CPU_MODEL } from '@wrenn/images/catalog.ts';
 
 /**
  * The one place that turns a VM description into a QEMU command line (`-M microvm`,
@@ -59,14 +59,7 @@ const MEMORY_BACKEND_ID = 'wrenn-ram';
 
 export function qemuArgs(spec: QemuVmSpec): string[] {
   const machine = [
-    'microvm',
-    'x-option-roms=off',
-    'isa-serial=on',
-    'rtc=on',
-    'pcie=off',
-    // Debian's cloud kernel finds virtio-mmio devices only through ACPI (no
-    // CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES): with acpi=off the root disk never appears.
-    'acpi=on',
+    MICROVM_MACHINE,
     spec.memoryFile || spec.ramBackend ? `memory-backend=${MEMORY_BACKEND_ID}` : '',
   ]
     .filter(Boolean)
