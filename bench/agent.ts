@@ -24,7 +24,7 @@ import { hostAccelerator, QemuDriver } from '@wrenn/agent/vmm/qemu/index.ts';
 import { createLogger, layout, SYSTEM_TEAM, wrennDir } from '@wrenn/common';
 import { bootFiles, buildImage, listImages } from '@wrenn/images';
 import { agentClient } from '../packages/agent/test/support/agent-process.ts';
-import { type FloorVm, median, rawCloneFloor, rawPauseResumeFloors } from './vmm-floor.ts';
+import { floorVmOf, median, rawCloneFloor, rawPauseResumeFloors } from './vmm-floor.ts';
 
 const TOKEN = 'bench-host-token';
 const ms = (x: number) => `${x.toFixed(0)} ms`;
@@ -84,13 +84,7 @@ export async function run(): Promise<Record<string, unknown>> {
     // Floors on the same template files, same run.
     const image = (await listImages(source)).find((i) => i.name === 'minimal' && i.valid)!;
     const files = bootFiles(source, { ...image, manifest: image.manifest! });
-    const vm: FloorVm = {
-      kernel: files.kernel,
-      initrd: files.initrd,
-      cmdline: files.cmdline,
-      vcpus: 1,
-      memoryMb: 512,
-    };
+    const vm = floorVmOf(files);
     const driver = new QemuDriver({ accel: (await hostAccelerator(dir)).accelerator });
     const templateDir = join(layout(dir).image(SYSTEM_TEAM, 'minimal'), TEMPLATE_SNAPSHOT_DIR);
     const clone = await rawCloneFloor(driver, vm, templateDir, runs);

@@ -47,6 +47,17 @@ export interface FloorVm {
   memoryMb: number;
 }
 
+/** The VM every floor and agent figure uses: an image's boot files, 1 vCPU, 512 MiB. */
+export function floorVmOf(files: { kernel: string; initrd: string; cmdline?: string }): FloorVm {
+  return {
+    kernel: files.kernel,
+    initrd: files.initrd,
+    cmdline: files.cmdline,
+    vcpus: 1,
+    memoryMb: 512,
+  };
+}
+
 export interface Figures {
   medianMs: number;
   samplesMs: number[];
@@ -321,13 +332,7 @@ async function main() {
   const files = bootFiles(dir, { ...info, manifest: info.manifest });
   const { accelerator } = await hostAccelerator(dir);
   const driver = new QemuDriver({ accel: accelerator });
-  const vm: FloorVm = {
-    kernel: files.kernel,
-    initrd: files.initrd,
-    cmdline: files.cmdline,
-    vcpus: 1,
-    memoryMb: 512,
-  };
+  const vm = floorVmOf(files);
   const work = await mkdtemp(join(tmpdir(), 'wrenn-vmm-bench-'));
   try {
     const tpl = await buildTemplateSnapshot(driver, {

@@ -1,11 +1,11 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { afterAll, expect, it } from 'vitest';
+import { httpsGet } from '../../packages/control-plane/test/support/https-get.ts';
 
 /**
  * `wrenn control-plane --sandbox-domain D --sandbox-tls-port N` serves the sandbox domain
@@ -25,27 +25,6 @@ afterAll(async () => {
   }
   rmSync(dir, { recursive: true, force: true });
 });
-
-function get(
-  port: number,
-  name: string,
-  path: string,
-  ca: string,
-): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = https.request(
-      { host: '127.0.0.1', port, path, servername: name, headers: { host: name }, ca },
-      (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (d) => (body += d));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      },
-    );
-    req.on('error', reject);
-    req.end();
-  });
-}
 
 it('wrenn control-plane --sandbox-tls-port serves api.<domain> and sandbox hosts over TLS', async () => {
   child = spawn(
@@ -79,13 +58,13 @@ it('wrenn control-plane --sandbox-tls-port serves api.<domain> and sandbox hosts
     );
   });
   const ca = readFileSync(join(dir, 'tls', `${DOMAIN}.crt`), 'utf8');
-  const api = await get(port, `api.${DOMAIN}`, '/health', ca);
+  const api = await httpsGet(port, `api.${DOMAIN}`, '/health', ca);
   expect(api.status).toBe(200);
   expect(JSON.parse(api.body)).toMatchObject({ status: 'ok' });
-  const unknown = await get(port, `49983-nosuchsandbox.${DOMAIN}`, '/health', ca);
+  const unknown = await httpsGet(port, `49983-nosuchsandbox.${DOMAIN}`, '/health', ca);
   expect(unknown.status).toBe(502);
   // E2B's error shape on the E2B routes, over TLS too.
-  const noKey = await get(port, `api.${DOMAIN}`, '/v2/sandboxes', ca);
+  const noKey = await httpsGet(port, `api.${DOMAIN}`, '/v2/sandboxes', ca);
   expect(noKey.status).toBe(401);
   expect(JSON.parse(noKey.body)).toMatchObject({ code: 401 });
 });

@@ -1,5 +1,4 @@
 import { mkdtempSync, rmSync } from 'node:fs';
-import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { agentv1 } from '@wrenn/proto';
@@ -7,30 +6,9 @@ import * as e2bNew from 'e2b';
 import * as e2bOld from 'e2b-246';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestCluster, type TestCluster } from '../../test/support/cluster.ts';
+import { httpsGet } from '../../test/support/https-get.ts';
 import { E2B_ENVD_VERSION } from './map.ts';
 import { serveSandboxTls } from './tls.ts';
-
-/** GET over TLS to 127.0.0.1 as if DNS sent `name` there (SNI + Host), trusting `ca`. */
-function httpsGet(
-  port: number,
-  name: string,
-  path: string,
-  ca: string,
-): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = https.request(
-      { host: '127.0.0.1', port, path, servername: name, headers: { host: name }, ca },
-      (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (d) => (body += d));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      },
-    );
-    req.on('error', reject);
-    req.end();
-  });
-}
 
 /**
  * The E2B REST contract at the wire and through both pinned SDKs, on a control plane with
