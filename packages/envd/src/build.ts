@@ -111,6 +111,15 @@ function snapshotEntryOptions(): BuildOptions {
   };
 }
 
+/** Both bundles (envd.mjs and the snapshot entry) for `outDir`, in memory. */
+async function bundle(outDir: string) {
+  const results = await Promise.all([
+    build({ ...bundleOptions(), outfile: join(outDir, 'envd.mjs'), write: false }),
+    build({ ...snapshotEntryOptions(), outfile: join(outDir, SNAPSHOT_ENTRY), write: false }),
+  ]);
+  return results.flatMap((r) => r.outputFiles);
+}
+
 async function nodePtyFiles(): Promise<{ from: string; to: string }[]> {
   const lib = join(nodePtyDir, 'lib');
   const libJs = (await readdir(lib)).filter((f) => f.endsWith('.js') && !f.endsWith('.test.js'));
@@ -136,11 +145,7 @@ async function nodePtyFiles(): Promise<{ from: string; to: string }[]> {
 export async function buildEnvd(outDir: string): Promise<{ files: string[]; hash: string }> {
   await rm(join(outDir, 'node_modules', 'node-pty'), { recursive: true, force: true });
   await mkdir(outDir, { recursive: true });
-  const results = await Promise.all([
-    build({ ...bundleOptions(), outfile: join(outDir, 'envd.mjs'), write: false }),
-    build({ ...snapshotEntryOptions(), outfile: join(outDir, SNAPSHOT_ENTRY), write: false }),
-  ]);
-  const outputs = results.flatMap((r) => r.outputFiles);
+  const outputs = await bundle(outDir);
   const files: string[] = [];
   for (const out of outputs) {
     await writeFile(out.path, out.contents);
@@ -171,11 +176,7 @@ async function hashOutputs(bundles: Uint8Array[]): Promise<string> {
  * Image manifests store it to notice that envd changed and the image must be rebuilt.
  */
 export async function envdBundleHash(): Promise<string> {
-  const results = await Promise.all([
-    build({ ...bundleOptions(), outfile: join(here, 'envd.mjs'), write: false }),
-    build({ ...snapshotEntryOptions(), outfile: join(here, SNAPSHOT_ENTRY), write: false }),
-  ]);
-  return hashOutputs(results.flatMap((r) => r.outputFiles.map((o) => o.contents)));
+  return hashOutputs((await bundle(here)).map((o) => o.contents));
 }
 
 /** Alias kept for callers that think of it as "the envd source changed". */
