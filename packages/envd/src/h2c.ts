@@ -47,6 +47,9 @@ export function dualProtocolServer(
     socket.on('error', drop); // a reset before the first request is nobody's error
     socket.setTimeout(sniffTimeoutMs, drop);
   });
+  // node:http tracks its connections (closeIdleConnections, headers timeout) from its own
+  // 'listening' event, which a server fed sockets by hand never sees.
+  server.on('listening', () => h1.emit('listening'));
   return {
     server,
     dropUndecided: () => {

@@ -83,6 +83,7 @@ export async function startEnvd(opts: EnvdOptions): Promise<RunningEnvd> {
   };
   const h1 = createServer(handle);
   h1.keepAliveTimeout = 65_000; // longer than the SDK's pooled idle connections
+  h1.requestTimeout = 0; // an upload may take as long as it takes (headers still time out)
   // HTTP/2's request and response objects are compatible with HTTP/1.1's where envd uses them.
   const h2 = createHttp2Server(handle as unknown as Parameters<typeof createHttp2Server>[0]);
   h2.on('session', (s) => {

@@ -11,7 +11,8 @@ import { sendError, sendJson } from './respond.ts';
 export interface HttpDeps {
   state: EnvdState;
   metadata: MetadataStore;
-  /** Drop idle keep-alive connections: after a restore their peers are gone. */
+  /** Drop idle keep-alive connections: after a restore their peers are gone. Never the
+   * connection of a request still being answered. */
   closeIdleConnections(): void;
 }
 
@@ -36,6 +37,9 @@ export async function handleHttp(
         return;
       case 'POST /init': {
         const afterResponse = await init(deps.state, req);
+        // /init follows every restore (create and resume): any other connection is from
+        // before the snapshot, its peer gone with the old VMM. This one is still answering.
+        deps.closeIdleConnections();
         res.writeHead(204).end();
         afterResponse();
         return;
@@ -60,8 +64,8 @@ export async function handleHttp(
 }
 
 /**
- * Quiesce before a pause: forget idle connections (their sockets would be dead after a
- * restore). No `sync`: every snapshot saves guest RAM with the disk, so dirty pages travel
+ * Quiesce before a snapshot: forget idle connections (their sockets would be dead after a
+ * restore; /init drops them too, so the agent's pause skips this round trip). No `sync`: every snapshot saves guest RAM with the disk, so dirty pages travel
  * in the page cache and the pair is consistent; a sync only cost a fork (~0.1-0.5 s in TCG).
  */
 function prepareSnapshot(deps: HttpDeps): void {

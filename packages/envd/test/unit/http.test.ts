@@ -1,3 +1,5 @@
+import { Agent, get } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Sandbox } from 'e2b';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type HostEnvd, sdk, startHostEnvd } from '../helpers.ts';
@@ -79,6 +81,24 @@ describe('plain HTTP routes', () => {
   it('POST /snapshot/prepare quiesces and envd keeps serving afterwards', async () => {
     expect((await post('/snapshot/prepare', '')).status).toBe(204);
     expect((await sbx.commands.run('echo after')).stdout).toBe('after\n');
+  });
+
+  it('/init drops idle keep-alive connections (dead after a restore) and answers on its own', async () => {
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    const idle = await new Promise<Socket>((resolve, reject) => {
+      const req = get(`${envd.url}/health`, { agent }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(req.socket as Socket));
+      });
+      req.on('error', reject);
+    });
+    expect(idle.destroyed).toBe(false);
+    const closed = new Promise((r) => idle.once('close', r));
+    expect((await post('/init', '{}')).status).toBe(204);
+    await closed;
+    expect(idle.destroyed).toBe(true);
+    agent.destroy();
+    expect((await sbx.commands.run('echo after init')).stdout).toBe('after init\n');
   });
 
   it('once a token is set everything but /health needs it, and only its holder may rotate it', async () => {
