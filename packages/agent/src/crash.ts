@@ -18,7 +18,6 @@ export const CRASH_POINTS = {
   ],
   pause: [
     'drain-connections',
-    'prepare-envd',
     'pause-vcpus',
     'write-staging',
     'fsync-staging',

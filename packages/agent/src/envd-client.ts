@@ -4,9 +4,9 @@ import { errorMessage, WrennError } from '@wrenn/common';
 import { processv1 } from '@wrenn/proto';
 
 /**
- * The agent's side of envd's HTTP routes: health, init (env vars, token, clock after a
- * restore), snapshot/prepare (quiesce before a pause). The one envd client of the agent and
- * the VMM layer (template builds) alike.
+ * The agent's side of envd's HTTP routes: health and init (env vars, token, clock, and the
+ * dead keep-alive connections dropped after a restore). The one envd client of the agent
+ * and the VMM layer (template builds) alike.
  */
 export interface EnvdInit {
   envVars: Record<string, string>;
@@ -122,7 +122,7 @@ export async function initEnvdWhenReady(
  * clock only moves forward) but takes the path a create's /init takes, once, before a
  * template snapshot: every clone's first /init then finds that code compiled by V8 and the
  * clock addon loaded, instead of compiling it under emulation (~0.2 s of TCG per create).
- * Likewise a first command (`/bin/true`) and /snapshot/prepare, the first step of a pause.
+ * Likewise a first command (`/bin/true`).
  */
 export async function warmEnvd(port: number, timeoutMs = 30_000): Promise<void> {
   const body = { envVars: {}, accessToken: '', timestamp: new Date(0).toISOString() };
@@ -135,8 +135,6 @@ export async function warmEnvd(port: number, timeoutMs = 30_000): Promise<void> 
     );
   // The first command: Connect's server stream and the process service, run once.
   await runOnce(port, '/bin/true', timeoutMs);
-  // And the pause path: it only drops idle connections, which a template wants anyway.
-  await prepareSnapshot(port, undefined, timeoutMs);
 }
 
 /** Run `cmd` through envd's process service to its end (Connect, JSON: what the SDK speaks). */
@@ -152,25 +150,4 @@ async function runOnce(port: number, cmd: string, timeoutMs: number): Promise<vo
   } catch (e) {
     throw new WrennError('unavailable', `envd warm-up ${cmd}: ${errorMessage(e)}`, { cause: e });
   }
-}
-
-export async function prepareSnapshot(port: number, token: string | undefined, timeoutMs = 10_000) {
-  let res: Response;
-  try {
-    res = await fetch(`${base(port)}/snapshot/prepare`, {
-      method: 'POST',
-      headers: token ? { 'x-access-token': token } : {},
-      signal: AbortSignal.timeout(timeoutMs),
-    });
-  } catch (e) {
-    throw new WrennError('unavailable', `envd /snapshot/prepare: ${(e as Error).message}`, {
-      cause: e,
-    });
-  }
-  const text = await res.text();
-  if (res.status >= 300)
-    throw new WrennError(
-      'unavailable',
-      `envd /snapshot/prepare: HTTP ${res.status} ${text.slice(0, 200)}`,
-    );
 }

@@ -2,7 +2,6 @@ import { link, mkdir, rename, stat, statfs } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { errorMessage, fsyncPath, layout, WrennError, writeFileAtomic } from '@wrenn/common';
 import { step } from '../crash.ts';
-import { prepareSnapshot } from '../envd-client.ts';
 import type { Manager } from '../manager.ts';
 import type { Sandbox } from '../sandbox.ts';
 import {
@@ -18,8 +17,11 @@ import {
 /**
  * Pause, crash-safely (DESIGN.md section 4):
  *
- *   drain-connections → prepare-envd → pause-vcpus → write-staging → fsync-staging →
- *   link-overlay → write-meta → trash-live → promote-staging → stop-vm → delete-trash
+ *   drain-connections → pause-vcpus → write-staging → fsync-staging → link-overlay →
+ *   write-meta → trash-live → promote-staging → stop-vm → delete-trash
+ *
+ * No round trip into the guest: the keep-alive connections a restore leaves dead are
+ * dropped by envd's `/init`, which runs right after every restore (create and resume).
  *
  * The overlay is hard-linked into staging (not moved): until the swap, the live dir stays
  * complete, so a crash anywhere before `trash-live` leaves a running sandbox the next
@@ -67,9 +69,6 @@ export async function pauseLocked(m: Manager, sb: Sandbox): Promise<Sandbox> {
         { event: 'drain-aborted', aborted },
         'aborted in-flight requests at the drain deadline',
       );
-    await step(log, 'pause', 'prepare-envd', f, () =>
-      prepareSnapshot(m.slots.envdPort(sb.slot), sb.envdAccessToken || undefined),
-    );
     await step(log, 'pause', 'pause-vcpus', f, () => m.driver.pause(vm));
     vcpusStopped = true;
     const snap = await step(log, 'pause', 'write-staging', f, async () => {

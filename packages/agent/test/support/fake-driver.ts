@@ -14,7 +14,7 @@ import type {
 /**
  * A VMM driver for unit tests of the manager and the restore rules — never the proof that
  * a feature works (the VM tests are). Its "VM" is a real HTTP server on the slot's envd
- * port that answers /health, /init and /snapshot/prepare like envd, and a tiny "RAM" (a
+ * port that answers /health and /init like envd, and a tiny "RAM" (a
  * counter and the /init bodies) that pause snapshots write and resume reads back.
  * VMs live in a registry shared by every FakeDriver of the process, so a second agent
  * (a restart) can re-adopt them.
@@ -29,14 +29,7 @@ interface FakeVm {
 const registry = new Map<number, FakeVm>();
 let nextPid = 900_000_000;
 
-export type FailPoint =
-  | 'start'
-  | 'pause'
-  | 'resume'
-  | 'snapshotToDir'
-  | 'kill'
-  | 'forwardPort'
-  | 'prepare';
+export type FailPoint = 'start' | 'pause' | 'resume' | 'snapshotToDir' | 'kill' | 'forwardPort';
 
 export class FakeDriver implements VmmDriver {
   readonly name = 'fake';
@@ -84,8 +77,6 @@ export class FakeDriver implements VmmDriver {
     const pid = nextPid++;
     const ref: VmRef = { vmId: spec.vmId, runDir: spec.runDir, pid, spec };
     let polls = 0;
-    const failPrepare = this.failNext.get('prepare');
-    if (failPrepare) this.failNext.delete('prepare');
     const vm: FakeVm = {
       ref,
       server: createServer(),
@@ -106,8 +97,6 @@ export class FakeDriver implements VmmDriver {
         } else if (req.url === '/init') {
           vm.ram.inits.push(JSON.parse(body));
           res.writeHead(204).end();
-        } else if (req.url === '/snapshot/prepare') {
-          res.writeHead(failPrepare ? 500 : 204).end();
         } else if (req.url === '/tick') {
           vm.ram.counter++;
           res

@@ -186,13 +186,14 @@ describe('pause and resume', () => {
     expect(sb.status).toBe('paused');
   });
 
-  it('envd refusing /snapshot/prepare rolls back to running', async () => {
-    const { driver, m } = await setup();
-    driver.failNext.set('prepare', new Error('x'));
-    const sb = await createSandbox(m, { sandboxId: 'prep1', teamId: 't', templateId: 'minimal' });
-    await expect(pauseSandbox(m, 'prep1')).rejects.toMatchObject({ code: 'unavailable' });
+  it('a VMM refusing to stop the vCPUs rolls back to running', async () => {
+    const { dir, driver, m } = await setup();
+    driver.failNext.set('pause', new Error('QMP stop refused'));
+    const sb = await createSandbox(m, { sandboxId: 'stop1', teamId: 't', templateId: 'minimal' });
+    await expect(pauseSandbox(m, 'stop1')).rejects.toMatchObject({ code: 'internal' });
     expect(sb.status).toBe('running');
     expect(driver.calls.some((c) => c.op === 'snapshotToDir')).toBe(false);
+    expect(await ls(dir)).toEqual(['stop1']);
   });
 
   it('a failure after the snapshot is durable (stopping the VM) still leaves a paused, resumable sandbox', async () => {

@@ -95,9 +95,10 @@ export async function isAlive(pid: number): Promise<boolean> {
 /** Wait until the process is gone (or a zombie); false on timeout. */
 export async function waitExit(pid: number, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
-  while (await isAlive(pid)) {
+  // A signalled QEMU is usually gone within a few ms: poll fast first, then back off.
+  for (let delayMs = 1; await isAlive(pid); delayMs = Math.min(delayMs * 2, 20)) {
     if (Date.now() >= deadline) return false;
-    await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, delayMs));
   }
   return true;
 }
