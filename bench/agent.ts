@@ -6,8 +6,9 @@
  *   create   Create RPC (overlay + clone of the template snapshot + envd ready + /init)
  *            vs the raw clone floor (QEMU mapping the template RAM → envd /health)
  *   pause    Pause RPC (drain, prepare, stop, snapshot to staging, fsync, swap, stop VM)
- *            vs raw `stop` + migrate-to-file, and vs the same + fsync of the file (the
- *            part of the cost that durability makes unavoidable, shown for context)
+ *            vs raw `stop` + migrate-to-file (`cat`), and for context vs the same + fsync
+ *            of the file (what durability costs with `cat`) and vs raw QEMU migrating
+ *            through the agent's own durable copier (`wrenn-stream save`)
  *   resume   Resume RPC (restore into a new QEMU + envd ready + /init)
  *            vs raw restore from that file → envd /health
  *   parallel 20 Create RPCs at once: wall time vs 20 × the serial median
@@ -21,6 +22,7 @@ import { join } from 'node:path';
 import { startAgent } from '@wrenn/agent';
 import { TEMPLATE_SNAPSHOT_DIR } from '@wrenn/agent/templates.ts';
 import { hostAccelerator, QemuDriver } from '@wrenn/agent/vmm/qemu/index.ts';
+import { streamTool } from '@wrenn/agent/vmm/qemu/stream-tool.ts';
 import { createLogger, layout, SYSTEM_TEAM, wrennDir } from '@wrenn/common';
 import { bootFiles, buildImage, listImages } from '@wrenn/images';
 import { agentClient } from '../packages/agent/test/support/agent-process.ts';
@@ -88,7 +90,13 @@ export async function run(): Promise<Record<string, unknown>> {
     const driver = new QemuDriver({ accel: (await hostAccelerator(dir)).accelerator });
     const templateDir = join(layout(dir).image(SYSTEM_TEAM, 'minimal'), TEMPLATE_SNAPSHOT_DIR);
     const clone = await rawCloneFloor(driver, vm, templateDir, runs);
-    const pr = await rawPauseResumeFloors(driver, vm, templateDir, runs);
+    const pr = await rawPauseResumeFloors(
+      driver,
+      vm,
+      templateDir,
+      runs,
+      await streamTool(join(layout(dir).cache, 'bin')),
+    );
 
     // 20 at once.
     const ids = Array.from({ length: parallel }, (_, i) => `p${i}`);
@@ -106,6 +114,7 @@ export async function run(): Promise<Record<string, unknown>> {
       ['create → envd ready', median(create), clone.medianMs, 'raw clone'],
       ['pause', median(pause), pr.migrate.medianMs, 'raw migrate-to-file'],
       ['pause (durable floor)', median(pause), pr.migrateFsync.medianMs, 'migrate + fsync'],
+      ['pause (same copier)', median(pause), pr.migrateTool!.medianMs, 'migrate via wrenn-stream'],
       ['resume → envd ready', median(resume), pr.restore.medianMs, 'raw restore'],
     ] as const;
     process.stdout.write(
@@ -131,6 +140,7 @@ export async function run(): Promise<Record<string, unknown>> {
       pauseMs: median(pause),
       migrateFloorMs: pr.migrate.medianMs,
       migrateFsyncFloorMs: pr.migrateFsync.medianMs,
+      migrateToolFloorMs: pr.migrateTool!.medianMs,
       resumeMs: median(resume),
       restoreFloorMs: pr.restore.medianMs,
       streamBytes: pr.streamBytes,

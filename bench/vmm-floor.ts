@@ -178,19 +178,29 @@ export async function rawCloneFloor(
  * Raw migrate-to-file and restore floors: each run clones a VM from the template, lets
  * envd come up, then times `stop` + `migrate` to a file (migrate), the same plus an fsync
  * of the file (migrateFsync: what a durable pause cannot do without), and a fresh QEMU
- * loading that file to envd ready (restore).
+ * loading that file to envd ready (restore). With `streamTool` (the agent's `wrenn-stream`),
+ * the restored VM is then migrated once more through it (migrateTool: raw QEMU with the
+ * agent's own copier, durable), which shows how much of a pause is Wrenn's bookkeeping.
  */
 export async function rawPauseResumeFloors(
   driver: QemuDriver,
   vm: FloorVm,
   templateDir: string,
   runs: number,
-): Promise<{ migrate: Figures; migrateFsync: Figures; restore: Figures; streamBytes: number }> {
+  streamTool?: string,
+): Promise<{
+  migrate: Figures;
+  migrateFsync: Figures;
+  migrateTool?: Figures;
+  restore: Figures;
+  streamBytes: number;
+}> {
   const meta = await readSnapshotMeta(templateDir);
   const disk = join(templateDir, meta.disk ?? SNAPSHOT_FILES.disk);
   const migrate: number[] = [];
   const migrateFsync: number[] = [];
   const restore: number[] = [];
+  const migrateTool: number[] = [];
   let streamBytes = 0;
   for (let i = 0; i < runs; i++) {
     const work = await mkdtemp(join(tmpdir(), 'wrenn-floor-'));
@@ -204,29 +214,15 @@ export async function rawPauseResumeFloors(
     });
     try {
       await src.ready();
-      const qmp = src.qmp;
-      await qmp.execute('migrate-set-capabilities', {
-        capabilities: [{ capability: 'x-ignore-shared', state: false }],
-      });
-      await qmp.execute('migrate-set-parameters', { 'max-bandwidth': 64 * 1024 ** 3 });
-      const t = performance.now();
-      await qmp.execute('stop');
-      const done = qmp.waitEvent(
-        'MIGRATION',
-        (e) => ['completed', 'failed'].includes(String(e.data?.status)),
-        600_000,
-      );
-      await qmp.execute('migrate', { uri: `exec:cat > ${shellQuote(stream)}` });
-      const ev = await done;
-      if (ev.data?.status !== 'completed') throw new Error(`raw migrate ${ev.data?.status}`);
-      await waitWriterDone(stream, src.child.pid!);
-      migrate.push(performance.now() - t);
+      const migrateMs = await rawMigrate(src, `cat > ${shellQuote(stream)}`, stream);
+      migrate.push(migrateMs);
       streamBytes = (await stat(stream)).size;
       // What durability adds on top: the stream on disk, not just in the page cache.
+      const t = performance.now();
       const fh = await open(stream, 'r');
       await fh.sync();
       await fh.close();
-      migrateFsync.push(performance.now() - t);
+      migrateFsync.push(migrateMs + performance.now() - t);
     } finally {
       await src.kill();
     }
@@ -235,6 +231,12 @@ export async function rawPauseResumeFloors(
     try {
       await dst.ready();
       restore.push(performance.now() - t);
+      if (streamTool) {
+        const again = join(work, 'again');
+        migrateTool.push(
+          await rawMigrate(dst, `${shellQuote(streamTool)} save ${shellQuote(again)}`, again),
+        );
+      }
     } finally {
       await dst.kill();
       await rm(work, { recursive: true, force: true });
@@ -243,12 +245,37 @@ export async function rawPauseResumeFloors(
   return {
     migrate: figures(migrate),
     migrateFsync: figures(migrateFsync),
+    ...(streamTool ? { migrateTool: figures(migrateTool) } : {}),
     restore: figures(restore),
     streamBytes,
   };
 }
 
-/** The `cat` QEMU forked for `exec:` is done when QEMU has no child left. */
+/**
+ * `stop` + `migrate exec:<writer>` of a running raw VM, to the writer's exit: the ms that
+ * took (the migration settings are made before, untimed).
+ */
+async function rawMigrate(vm: RawVm, writer: string, file: string): Promise<number> {
+  const qmp = vm.qmp;
+  await qmp.execute('migrate-set-capabilities', {
+    capabilities: [{ capability: 'x-ignore-shared', state: false }],
+  });
+  await qmp.execute('migrate-set-parameters', { 'max-bandwidth': 64 * 1024 ** 3 });
+  const t = performance.now();
+  await qmp.execute('stop');
+  const done = qmp.waitEvent(
+    'MIGRATION',
+    (e) => ['completed', 'failed'].includes(String(e.data?.status)),
+    600_000,
+  );
+  await qmp.execute('migrate', { uri: `exec:${writer}` });
+  const ev = await done;
+  if (ev.data?.status !== 'completed') throw new Error(`raw migrate ${ev.data?.status}`);
+  await waitWriterDone(file, vm.child.pid!);
+  return performance.now() - t;
+}
+
+/** The writer QEMU forked for `exec:` is done when QEMU has no child left. */
 async function waitWriterDone(file: string, qemuPid: number): Promise<void> {
   const { readFile } = await import('node:fs/promises');
   for (;;) {

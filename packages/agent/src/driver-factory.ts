@@ -1,3 +1,5 @@
+import { join } from 'node:path';
+import { layout } from '@wrenn/common';
 import type { TemplateSnapshotBuilder } from './manager.ts';
 import type { VmmDriver } from './vmm/driver.ts';
 import { buildTemplateSnapshot, hostAccelerator, QemuDriver } from './vmm/qemu/index.ts';
@@ -14,7 +16,10 @@ export interface DriverBundle {
 
 export async function defaultDriver(dir: string): Promise<DriverBundle> {
   const verdict = await hostAccelerator(dir);
-  const driver = new QemuDriver({ accel: verdict.accelerator });
+  const driver = new QemuDriver({
+    accel: verdict.accelerator,
+    binDir: join(layout(dir).cache, 'bin'),
+  });
   const templateSnapshotBuilder: TemplateSnapshotBuilder = async (a) => {
     await buildTemplateSnapshot(driver, {
       rootfs: a.rootfs,

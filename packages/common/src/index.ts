@@ -1,3 +1,4 @@
+export * from './cc.ts';
 export * from './errors.ts';
 export * from './fsutil.ts';
 export * from './ids.ts';

@@ -1,12 +1,10 @@
-import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { access, readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
+import { compileC } from '@wrenn/common/cc.ts';
 import { CLOCK_ADDON } from './clock.ts';
 
-const execFileP = promisify(execFile);
 const source = join(dirname(fileURLToPath(import.meta.url)), '..', 'native', 'wrenn_clock.c');
 
 /** Node's own headers, installed beside the binary that runs the build (and ships in images). */
@@ -26,18 +24,7 @@ export async function buildClockAddon(outDir: string): Promise<string> {
     );
   });
   const out = join(outDir, CLOCK_ADDON);
-  await execFileP('cc', [
-    '-O2',
-    '-shared',
-    '-fPIC',
-    '-Wall',
-    `-I${include}`,
-    '-o',
-    out,
-    source,
-  ]).catch((e: { stderr?: string; message: string }) => {
-    throw new Error(`compiling ${source} failed: ${(e.stderr || e.message).trim()}`);
-  });
+  await compileC(source, out, ['-O2', '-shared', '-fPIC', '-Wall', `-I${include}`]);
   return CLOCK_ADDON;
 }
 

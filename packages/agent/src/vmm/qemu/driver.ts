@@ -11,7 +11,7 @@ import {
 } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
-import { isValidId, WrennError } from '@wrenn/common';
+import { isValidId, layout, WrennError, wrennDir } from '@wrenn/common';
 import type {
   SnapshotMode,
   SnapshotResult,
@@ -36,6 +36,7 @@ import {
   saveState,
   writeSnapshotMeta,
 } from './snapshot.ts';
+import { streamTool } from './stream-tool.ts';
 
 /** envd's port inside every guest (E2B's). */
 export const ENVD_GUEST_PORT = 49983;
@@ -56,6 +57,8 @@ export interface QemuDriverOptions {
   qmpCommandTimeoutMs?: number;
   /** Budget for writing or loading one state stream. */
   migrationTimeoutMs?: number;
+  /** Where the `wrenn-stream` helper is compiled and cached (default WRENN_DIR/cache/bin). */
+  binDir?: string;
 }
 
 /**
@@ -81,9 +84,12 @@ export class QemuDriver implements VmmDriver {
       qmpConnectTimeoutMs: 30_000,
       qmpCommandTimeoutMs: 30_000,
       migrationTimeoutMs: 600_000,
+      binDir: join(layout(wrennDir()).cache, 'bin'),
       ...opts,
     };
     this.accel = opts.accel;
+    // Built now, in the background: the first snapshot or restore should not wait for cc.
+    streamTool(this.opts.binDir).catch(() => {}); // a failure is raised where it is needed
   }
 
   async start(spec: VmSpec, source: VmSource, opts: StartOptions = {}): Promise<VmRef> {
@@ -146,7 +152,7 @@ export class QemuDriver implements VmmDriver {
           qmp,
           join(source.snapshotDir, SNAPSHOT_FILES.state),
           source.kind === 'template',
-          this.opts.migrationTimeoutMs,
+          await this.loadOpts(),
         );
         if (!stopped) await qmp.execute('cont');
       }
@@ -202,7 +208,7 @@ export class QemuDriver implements VmmDriver {
     await mkdir(dir, { recursive: true });
     const statePath = join(dir, SNAPSHOT_FILES.state);
     if (mode === 'full') {
-      const stateBytes = await saveState(qmp, statePath, false, this.saveOpts(ref.runDir));
+      const stateBytes = await saveState(qmp, statePath, false, await this.saveOpts(ref.runDir));
       await writeSnapshotMeta(dir, this.meta(ref, 'full', stateBytes));
       return { files: [SNAPSHOT_FILES.state, SNAPSHOT_FILES.meta], bytes: stateBytes };
     }
@@ -225,7 +231,7 @@ export class QemuDriver implements VmmDriver {
       qmp,
       join(dir, SNAPSHOT_FILES.state),
       true,
-      this.saveOpts(ref.runDir),
+      await this.saveOpts(ref.runDir),
     );
     // The save flushed the disk and guest RAM is stopped: both files are consistent now.
     if (!(await samePath(ref.sharedMemoryFile!, memory)))
@@ -261,7 +267,12 @@ export class QemuDriver implements VmmDriver {
     const helperDir = await mkdtemp(join(tmpdir(), 'wrenn-tpl-'));
     const disk = join(dir, SNAPSHOT_FILES.disk);
     try {
-      await saveState(qmp, join(helperDir, SNAPSHOT_FILES.state), false, this.saveOpts(ref.runDir));
+      await saveState(
+        qmp,
+        join(helperDir, SNAPSHOT_FILES.state),
+        false,
+        await this.saveOpts(ref.runDir),
+      );
       await cloneFile(ref.spec.overlay, disk);
       const helperSpec: VmSpec = {
         ...ref.spec,
@@ -278,17 +289,12 @@ export class QemuDriver implements VmmDriver {
       const helper: VmRef = { vmId: helperSpec.vmId, runDir: helperDir, pid, spec: helperSpec };
       try {
         const hq = await this.qmp(helper);
-        await loadState(
-          hq,
-          join(helperDir, SNAPSHOT_FILES.state),
-          false,
-          this.opts.migrationTimeoutMs,
-        );
+        await loadState(hq, join(helperDir, SNAPSHOT_FILES.state), false, await this.loadOpts());
         const stateBytes = await saveState(
           hq,
           join(dir, SNAPSHOT_FILES.state),
           true,
-          this.saveOpts(helperDir),
+          await this.saveOpts(helperDir),
         );
         await writeSnapshotMeta(dir, {
           ...this.meta(ref, 'template', stateBytes),
@@ -454,11 +460,16 @@ export class QemuDriver implements VmmDriver {
     };
   }
 
-  private saveOpts(runDir: string) {
+  private async saveOpts(runDir: string) {
     return {
       fifo: join(runDir, RUNTIME_FILES.saveStatus),
+      tool: await streamTool(this.opts.binDir),
       timeoutMs: this.opts.migrationTimeoutMs,
     };
+  }
+
+  private async loadOpts() {
+    return { tool: await streamTool(this.opts.binDir), timeoutMs: this.opts.migrationTimeoutMs };
   }
 
   private meta(ref: VmRef, mode: SnapshotMode, stateBytes: number): SnapshotMeta {

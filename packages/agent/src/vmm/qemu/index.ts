@@ -1,11 +1,8 @@
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { layout } from '@wrenn/common';
-import type { VmmDriver, VmRef, VmSpec } from '../driver.ts';
 import type { Accelerator } from './args.ts';
-import { QemuDriver } from './driver.ts';
 import { probeAccelerator } from './probe.ts';
-import { snapshotTemplate } from './template.ts';
 
 export { type Accelerator, qemuArgs } from './args.ts';
 export { createOverlay, qcow2BackingFile } from './disk.ts';
@@ -39,25 +36,4 @@ export async function hostAccelerator(
     return { accelerator: 'tcg', reason: `no kernel in ${kernels} to probe KVM with` };
   const v = await probeAccelerator({ dir, kernel: join(kernels, kernel ?? '') });
   return { accelerator: v.accelerator, reason: v.reason };
-}
-
-/** What the agent's driver factory loads (src/driver-factory.ts). */
-export async function createAgentDriver(opts: { dir: string }): Promise<{
-  driver: VmmDriver;
-  accelerator: string;
-  templateSnapshotBuilder: (args: {
-    spec: VmSpec;
-    outDir: string;
-    ready: (ref: VmRef) => Promise<void>;
-  }) => Promise<void>;
-}> {
-  const { accelerator } = await hostAccelerator(opts.dir);
-  const driver = new QemuDriver({ accel: accelerator });
-  return {
-    driver,
-    accelerator,
-    templateSnapshotBuilder: async (args) => {
-      await snapshotTemplate(driver, args);
-    },
-  };
 }

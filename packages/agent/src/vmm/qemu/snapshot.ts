@@ -135,16 +135,17 @@ export async function setMigrationCaps(qmp: QmpClient, ignoreShared: boolean): P
  * are flushed and released; `cont` takes them back and runs it again (a second save needs
  * a `cont` + `stop` first: QEMU refuses to migrate a VM paused by a migration).
  *
- * QEMU reports `completed` as soon as the stream has left it, before its writer (`cat`,
- * the fastest copier: a Node copy was 2-8x slower on a busy host) has finished — or failed
- * on a full disk. So the writer reports its own exit status and error text through a FIFO
- * (no disk space needed), and only a clean exit renames `file.part` to `file`.
+ * The writer is `wrenn-stream save` (`tool`, see native/wrenn_stream.c): it exits 0 only
+ * once the file is on disk, having written it back while it arrived. QEMU reports
+ * `completed` as soon as the stream has left it, before its writer has finished — or
+ * failed on a full disk. So the writer reports its own exit status and error text through
+ * a FIFO (no disk space needed), and only a clean exit renames `file.part` to `file`.
  */
 export async function saveState(
   qmp: QmpClient,
   file: string,
   ignoreShared: boolean,
-  opts: { fifo: string; timeoutMs?: number },
+  opts: { fifo: string; tool: string; timeoutMs?: number },
 ): Promise<number> {
   const timeoutMs = opts.timeoutMs ?? 600_000;
   const part = `${file}.part`;
@@ -168,7 +169,7 @@ export async function saveState(
   }
   const status = await statusP;
   try {
-    const writer = `{ cat > ${shellQuote(part)} 2>&3; echo "exit=$?" >&3; } 3>${shellQuote(opts.fifo)}`;
+    const writer = `{ ${shellQuote(opts.tool)} save ${shellQuote(part)} 2>&3; echo "exit=$?" >&3; } 3>${shellQuote(opts.fifo)}`;
     const migrated = runMigration(qmp, 'migrate', `exec:${writer}`, timeoutMs);
     migrated.catch((e) => status.abort(e));
     const [m, w] = await Promise.allSettled([migrated, status.done]);
@@ -265,13 +266,17 @@ export async function checkStreamComplete(file: string): Promise<number> {
   }
 }
 
-/** Load a state stream into a VM started with `-incoming defer -S`; it stays paused. */
+/**
+ * Load a state stream into a VM started with `-incoming defer -S`; it stays paused. The
+ * reader is `wrenn-stream load` (`tool`): a 1 MiB pipe fed by splice(2).
+ */
 export async function loadState(
   qmp: QmpClient,
   file: string,
   ignoreShared: boolean,
-  timeoutMs = 600_000,
+  opts: { tool: string; timeoutMs?: number },
 ): Promise<void> {
   await setMigrationCaps(qmp, ignoreShared);
-  await runMigration(qmp, 'migrate-incoming', `exec:cat ${shellQuote(file)}`, timeoutMs);
+  const reader = `exec:${shellQuote(opts.tool)} load ${shellQuote(file)}`;
+  await runMigration(qmp, 'migrate-incoming', reader, opts.timeoutMs ?? 600_000);
 }
