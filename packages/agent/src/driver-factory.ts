@@ -3,6 +3,7 @@ import { layout } from '@wrenn/common';
 import type { TemplateSnapshotBuilder } from './manager.ts';
 import type { VmmDriver } from './vmm/driver.ts';
 import { buildTemplateSnapshot, hostAccelerator, QemuDriver } from './vmm/qemu/index.ts';
+import { streamTool } from './vmm/qemu/stream-tool.ts';
 
 /**
  * The one place that picks a VMM implementation: today QEMU (`vmm/qemu`), with the
@@ -16,10 +17,11 @@ export interface DriverBundle {
 
 export async function defaultDriver(dir: string): Promise<DriverBundle> {
   const verdict = await hostAccelerator(dir);
-  const driver = new QemuDriver({
-    accel: verdict.accelerator,
-    binDir: join(layout(dir).cache, 'bin'),
-  });
+  const binDir = join(layout(dir).cache, 'bin');
+  // Every snapshot and restore goes through wrenn-stream: an agent that cannot build it
+  // refuses to start, with the compiler's words, rather than fail its first create.
+  await streamTool(binDir);
+  const driver = new QemuDriver({ accel: verdict.accelerator, binDir });
   const templateSnapshotBuilder: TemplateSnapshotBuilder = async (a) => {
     await buildTemplateSnapshot(driver, {
       rootfs: a.rootfs,

@@ -2,7 +2,7 @@ import { mkdir, realpath, stat } from 'node:fs/promises';
 import { isValidId, WrennError } from '@wrenn/common';
 import { CleanupStack } from '../cleanup.ts';
 import { step } from '../crash.ts';
-import { createOverlay } from '../disk.ts';
+import { createSandboxOverlay } from '../disk.ts';
 import { inRange, LIMITS, type Manager } from '../manager.ts';
 import { newSandbox, type Sandbox, type SandboxSpec, type TimeoutAction } from '../sandbox.ts';
 import { removeDir, runningStateOf, sandboxPaths, writeRunningState } from '../store.ts';
@@ -110,7 +110,7 @@ export async function createSandbox(m: Manager, params: CreateParams): Promise<S
       const source = await templateSource(m, tpl, sb);
       await step(log, 'create', 'create-overlay', f, async () =>
         // Canonical backing path: the overlay must not depend on symlinks into WRENN_DIR.
-        createOverlay(
+        createSandboxOverlay(
           await realpath(source.disk.path),
           paths.overlay,
           sb.diskMb,

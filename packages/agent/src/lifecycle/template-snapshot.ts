@@ -9,7 +9,6 @@ import {
   writeFileAtomic,
 } from '@wrenn/common';
 import { step } from '../crash.ts';
-import { backingFileOf, flattenToRaw } from '../disk.ts';
 import type { Manager } from '../manager.ts';
 import type { Sandbox } from '../sandbox.ts';
 import { nowNs, sandboxPaths } from '../store.ts';
@@ -25,6 +24,7 @@ import {
   type TemplateSnapshotMeta,
 } from '../templates.ts';
 import type { VmSource } from '../vmm/driver.ts';
+import { flattenToRaw, qcow2BackingFile } from '../vmm/qemu/disk.ts';
 
 export interface SandboxSource {
   vm: VmSource;
@@ -84,7 +84,7 @@ export async function templateSource(
 }
 
 async function backingIntact(disk: string): Promise<boolean> {
-  const backing = await backingFileOf(disk).catch(() => undefined);
+  const backing = await qcow2BackingFile(disk).catch(() => undefined);
   return (
     backing !== undefined &&
     (await stat(backing).then(

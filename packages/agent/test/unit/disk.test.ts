@@ -3,7 +3,7 @@ import { mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createOverlay } from '../../src/disk.ts';
+import { createSandboxOverlay } from '../../src/disk.ts';
 
 let dir: string;
 beforeAll(async () => {
@@ -20,12 +20,12 @@ const info = (p: string) =>
     format: string;
   };
 
-describe('createOverlay (blank overlays reused after the first qemu-img create)', () => {
+describe('createSandboxOverlay (blank overlays reused after the first qemu-img create)', () => {
   it('every overlay of a base is a valid qcow2 on it, byte-identical to the first', async () => {
     const base = join(dir, 'base.ext4');
     await writeFile(base, '');
     await truncate(base, 64 << 20);
-    for (const n of ['a', 'b', 'c']) await createOverlay(base, join(dir, `${n}.qcow2`), 0);
+    for (const n of ['a', 'b', 'c']) await createSandboxOverlay(base, join(dir, `${n}.qcow2`), 0);
     const a = await readFile(join(dir, 'a.qcow2'));
     for (const n of ['b', 'c'])
       expect((await readFile(join(dir, `${n}.qcow2`))).equals(a)).toBe(true);
@@ -40,11 +40,11 @@ describe('createOverlay (blank overlays reused after the first qemu-img create)'
     const base = join(dir, 'grow.ext4');
     await writeFile(base, '');
     await truncate(base, 32 << 20);
-    await createOverlay(base, join(dir, 'g1.qcow2'), 0);
-    await createOverlay(base, join(dir, 'g2.qcow2'), 128);
+    await createSandboxOverlay(base, join(dir, 'g1.qcow2'), 0);
+    await createSandboxOverlay(base, join(dir, 'g2.qcow2'), 128);
     expect(info(join(dir, 'g2.qcow2'))['virtual-size']).toBe(128 << 20);
     await truncate(base, 48 << 20);
-    await createOverlay(base, join(dir, 'g3.qcow2'), 0);
+    await createSandboxOverlay(base, join(dir, 'g3.qcow2'), 0);
     expect(info(join(dir, 'g3.qcow2'))['virtual-size']).toBe(48 << 20);
   });
 
@@ -52,18 +52,20 @@ describe('createOverlay (blank overlays reused after the first qemu-img create)'
     const base = join(dir, 'small.ext4');
     await writeFile(base, '');
     await truncate(base, 64 << 20);
-    await createOverlay(base, join(dir, 's1.qcow2'), 0);
-    await expect(createOverlay(base, join(dir, 's1.qcow2'), 0)).rejects.toThrow(/EEXIST/);
-    await expect(createOverlay(base, join(dir, 's2.qcow2'), 16)).rejects.toMatchObject({
+    await createSandboxOverlay(base, join(dir, 's1.qcow2'), 0);
+    await expect(createSandboxOverlay(base, join(dir, 's1.qcow2'), 0)).rejects.toThrow(/EEXIST/);
+    await expect(createSandboxOverlay(base, join(dir, 's2.qcow2'), 16)).rejects.toMatchObject({
       code: 'invalid_argument',
       message: expect.stringMatching(/smaller than the template's base image \(64 MiB\)/),
     });
     // A qcow2 base (a template snapshot's disk) is measured by its virtual size.
     await expect(
-      createOverlay(join(dir, 's1.qcow2'), join(dir, 's4.qcow2'), 32, 'qcow2'),
+      createSandboxOverlay(join(dir, 's1.qcow2'), join(dir, 's4.qcow2'), 32, 'qcow2'),
     ).rejects.toMatchObject({ code: 'invalid_argument' });
-    await createOverlay(join(dir, 's1.qcow2'), join(dir, 's5.qcow2'), 64, 'qcow2');
-    await expect(createOverlay(join(dir, 'nope'), join(dir, 's3.qcow2'), 0)).rejects.toMatchObject({
+    await createSandboxOverlay(join(dir, 's1.qcow2'), join(dir, 's5.qcow2'), 64, 'qcow2');
+    await expect(
+      createSandboxOverlay(join(dir, 'nope'), join(dir, 's3.qcow2'), 0),
+    ).rejects.toMatchObject({
       code: 'not_found',
     });
   });

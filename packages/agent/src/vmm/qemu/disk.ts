@@ -7,7 +7,8 @@ import { WrennError } from '@wrenn/common';
 const execFileP = promisify(execFile);
 
 /**
- * Create a qcow2 overlay at `out` whose reads fall through to `backing` (never written).
+ * Create a qcow2 overlay at `out` whose reads fall through to `backing` (never written),
+ * of `sizeMb` when given (else the backing's size).
  * A sandbox cloned from a template snapshot must sit on the snapshot's `disk.qcow2`, not
  * on the raw base image: the template's RAM holds page cache of exactly that disk.
  */
@@ -15,24 +16,32 @@ export async function createOverlay(
   backing: string,
   backingFormat: 'raw' | 'qcow2',
   out: string,
+  sizeMb = 0,
 ): Promise<void> {
+  const args = ['create', '-q', '-f', 'qcow2', '-b', resolve(backing), '-F', backingFormat, out];
+  if (sizeMb > 0) args.push(`${sizeMb}M`);
   try {
-    await execFileP('qemu-img', [
-      'create',
-      '-q',
-      '-f',
-      'qcow2',
-      '-b',
-      resolve(backing),
-      '-F',
-      backingFormat,
-      out,
-    ]);
+    await execFileP('qemu-img', args);
   } catch (e) {
     const msg = (e as { stderr?: string }).stderr?.trim() || (e as Error).message;
-    throw new WrennError('internal', `qemu-img create ${out} on ${backing} failed: ${msg}`, {
+    const code = /smaller than/i.test(msg)
+      ? 'invalid_argument'
+      : /No space left/i.test(msg)
+        ? 'resource_exhausted'
+        : 'internal';
+    throw new WrennError(code, `qemu-img create ${out} on ${backing} failed: ${msg}`, {
       cause: e,
     });
+  }
+}
+
+/** Flatten an overlay and its backing chain into a new raw image (a template from a sandbox). */
+export async function flattenToRaw(overlay: string, out: string): Promise<void> {
+  try {
+    await execFileP('qemu-img', ['convert', '-q', '-f', 'qcow2', '-O', 'raw', overlay, out]);
+  } catch (e) {
+    const msg = (e as { stderr?: string }).stderr?.trim() || (e as Error).message;
+    throw new WrennError('internal', `qemu-img convert ${overlay} failed: ${msg}`, { cause: e });
   }
 }
 
@@ -54,6 +63,20 @@ export async function qcow2BackingFile(path: string): Promise<string | undefined
     const name = Buffer.alloc(size);
     await fh.read(name, 0, size, offset);
     return resolve(dirname(path), name.toString('utf8'));
+  } finally {
+    await fh.close();
+  }
+}
+
+/** A qcow2 image's virtual size: the big-endian u64 at byte 24 of its header. */
+export async function qcow2VirtualSize(path: string): Promise<number> {
+  const fh = await open(path, 'r');
+  try {
+    const header = Buffer.alloc(32);
+    await fh.read(header, 0, 32, 0);
+    if (header.readUInt32BE(0) !== 0x514649fb)
+      throw new WrennError('failed_precondition', `${path} is not a qcow2 image`);
+    return Number(header.readBigUInt64BE(24));
   } finally {
     await fh.close();
   }
