@@ -239,7 +239,7 @@ async function writerStatus(
 
 /**
  * QEMU reports a migration `completed` once it has written the stream into the pipe, even
- * when the writer (`cat`) then fails (disk full). A complete stream ends with a
+ * when the writer then fails (disk full). A complete stream ends with a
  * VMDESCRIPTION section: byte 0x06, a big-endian u32 length, and that many bytes of JSON
  * reaching exactly the end of the file. Returns the file's size.
  */
