@@ -38,6 +38,14 @@ describe('wrenn-stream (the agent’s migration-stream mover)', () => {
     expect(await streamTool(join(dir, 'bin'))).toBe(tool);
   });
 
+  it('is built again when the binary was deleted under a running agent', async () => {
+    const other = join(dir, 'bin2');
+    const first = await streamTool(other);
+    await rm(first);
+    expect(await streamTool(other)).toBe(first);
+    expect((await stat(first)).mode & 0o100).toBe(0o100);
+  });
+
   it('save: a stream of several pipe-fulls lands byte for byte, private to its owner', async () => {
     const data = randomBytes(5 * 1024 * 1024 + 123);
     const file = join(dir, 'saved');

@@ -20,9 +20,17 @@ const built = new Map<string, Promise<string>>();
  * The path of `wrenn-stream` in `binDir`, compiled on first use (a few hundred ms) and
  * named after its source's hash, so a changed source is rebuilt and agents sharing a dir
  * share the binary. The compiler writes a private name that is renamed in: a concurrent
- * build or a crash never leaves a half-written binary under the final name.
+ * build or a crash never leaves a half-written binary under the final name. A binary
+ * deleted under a running agent is built again.
  */
-export function streamTool(binDir: string): Promise<string> {
+export async function streamTool(binDir: string): Promise<string> {
+  const path = await once(binDir);
+  if (await exists(path)) return path;
+  built.delete(binDir);
+  return once(binDir);
+}
+
+function once(binDir: string): Promise<string> {
   let p = built.get(binDir);
   if (!p) {
     p = build(binDir);
@@ -31,6 +39,11 @@ export function streamTool(binDir: string): Promise<string> {
   }
   return p;
 }
+
+const exists = (path: string) =>
+  access(path)
+    .then(() => true)
+    .catch(() => false);
 
 async function build(binDir: string): Promise<string> {
   const hash = createHash('sha256')
