@@ -179,8 +179,8 @@ export async function rawCloneFloor(
  * envd come up, then times `stop` + `migrate` to a file (migrate), the same plus an fsync
  * of the file (migrateFsync: what a durable pause cannot do without), and a fresh QEMU
  * loading that file to envd ready (restore). With `streamTool` (the agent's `wrenn-stream`),
- * the restored VM is then migrated once more through it (migrateTool: raw QEMU with the
- * agent's own copier, durable), which shows how much of a pause is Wrenn's bookkeeping.
+ * a second clone is migrated through it (migrateTool: raw QEMU with the agent's own
+ * copier, durable), which shows how much of a pause is Wrenn's bookkeeping.
  */
 export async function rawPauseResumeFloors(
   driver: QemuDriver,
@@ -206,14 +206,21 @@ export async function rawPauseResumeFloors(
     const work = await mkdtemp(join(tmpdir(), 'wrenn-floor-'));
     const overlay = join(work, 'rootfs.qcow2');
     const stream = join(work, 'full');
-    await createOverlay(disk, 'qcow2', overlay);
-    const src = await spawnRaw(driver, vm, work, overlay, {
-      memoryFile: join(templateDir, SNAPSHOT_FILES.memory),
-      stream: join(templateDir, SNAPSHOT_FILES.state),
-      ignoreShared: true,
-    });
+    const clone = async (overlay: string) => {
+      await createOverlay(disk, 'qcow2', overlay);
+      const raw = await spawnRaw(driver, vm, work, overlay, {
+        memoryFile: join(templateDir, SNAPSHOT_FILES.memory),
+        stream: join(templateDir, SNAPSHOT_FILES.state),
+        ignoreShared: true,
+      });
+      await raw.ready().catch(async (e) => {
+        await raw.kill();
+        throw e;
+      });
+      return raw;
+    };
+    const src = await clone(overlay);
     try {
-      await src.ready();
       const migrateMs = await rawMigrate(src, `cat > ${shellQuote(stream)}`, stream);
       migrate.push(migrateMs);
       streamBytes = (await stat(stream)).size;
@@ -231,14 +238,24 @@ export async function rawPauseResumeFloors(
     try {
       await dst.ready();
       restore.push(performance.now() - t);
-      if (streamTool) {
-        const again = join(work, 'again');
-        migrateTool.push(
-          await rawMigrate(dst, `${shellQuote(streamTool)} save ${shellQuote(again)}`, again),
-        );
-      }
     } finally {
       await dst.kill();
+    }
+    try {
+      if (streamTool) {
+        // A fresh clone, as for `migrate`: a clone's RAM maps the template file, a
+        // restored VM's is anonymous, and the two migrate at different speeds.
+        const src2 = await clone(join(work, 'rootfs2.qcow2'));
+        try {
+          const again = join(work, 'again');
+          migrateTool.push(
+            await rawMigrate(src2, `${shellQuote(streamTool)} save ${shellQuote(again)}`, again),
+          );
+        } finally {
+          await src2.kill();
+        }
+      }
+    } finally {
       await rm(work, { recursive: true, force: true });
     }
   }
