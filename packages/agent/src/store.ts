@@ -211,8 +211,20 @@ export async function readRunningState(liveDir: string): Promise<RunningState> {
   return parsed.data;
 }
 
+/**
+ * Write `sandbox.json`. A `starting` record need not survive a power cut: the VM dies with
+ * the host, and startup trashes a dir without a readable record, which is what a create
+ * that never returned should become. Every other record is fsynced.
+ */
 export async function writeRunningState(liveDir: string, state: RunningState): Promise<void> {
-  await writeFileAtomic(join(liveDir, RUNNING_STATE), `${JSON.stringify(state, null, 2)}\n`, 0o600);
+  await writeFileAtomic(
+    join(liveDir, RUNNING_STATE),
+    `${JSON.stringify(state, null, 2)}\n`,
+    0o600,
+    {
+      durable: state.phase !== 'starting',
+    },
+  );
 }
 
 /** Team and template ids must be DNS-label safe ids (they name directories). */

@@ -1,4 +1,4 @@
-import { open, rename, writeFile } from 'node:fs/promises';
+import { open, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
 /** fsync a file or directory by path. */
@@ -11,11 +11,26 @@ export async function fsyncPath(path: string): Promise<void> {
   }
 }
 
-/** Write a file so a reader sees the old content or the new one, never a torn one. */
-export async function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o644) {
+/**
+ * Write a file so a reader sees the old content or the new one, never a torn one. Durable
+ * (fsynced, file and dir) unless `durable: false`: then a process crash still never tears
+ * it, but a power cut may lose it — for records whose loss recovery already handles.
+ */
+export async function writeFileAtomic(
+  path: string,
+  data: string | Uint8Array,
+  mode = 0o644,
+  opts: { durable?: boolean } = {},
+) {
+  const durable = opts.durable ?? true;
   const tmp = `${path}.tmp-${process.pid}-${Date.now()}`;
-  await writeFile(tmp, data, { mode });
-  await fsyncPath(tmp);
+  const fh = await open(tmp, 'w', mode);
+  try {
+    await fh.writeFile(data);
+    if (durable) await fh.sync();
+  } finally {
+    await fh.close();
+  }
   await rename(tmp, path);
-  await fsyncPath(dirname(path));
+  if (durable) await fsyncPath(dirname(path));
 }
