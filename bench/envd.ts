@@ -78,16 +78,20 @@ async function startBundle(
     ],
     { stdio: ['ignore', 'pipe', 'inherit'] },
   );
-  let log = '';
-  const port = await new Promise<number>((resolve, reject) => {
+  return { child, url: await listeningUrl(child, 'envd') };
+}
+
+/** The URL a child process listens on, from the `"port":N` of its first JSON log line. */
+function listeningUrl(child: ChildProcess, what: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let log = '';
     child.stdout!.on('data', (d) => {
       log += d;
       const m = /"port":(\d+)/.exec(log);
-      if (m) resolve(Number(m[1]));
+      if (m) resolve(`http://127.0.0.1:${m[1]}`);
     });
-    child.once('exit', (c) => reject(new Error(`envd exited ${c}`)));
+    child.once('exit', (c) => reject(new Error(`${what} exited ${c}`)));
   });
-  return { child, url: `http://127.0.0.1:${port}` };
 }
 
 /**
@@ -123,16 +127,7 @@ async function startStub(): Promise<{ child: ChildProcess; url: string }> {
   const child = spawn(process.execPath, ['--input-type=module', '-e', SDK_STUB], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
-  const port = await new Promise<number>((resolve, reject) => {
-    let log = '';
-    child.stdout!.on('data', (d) => {
-      log += d;
-      const m = /"port":(\d+)/.exec(log);
-      if (m) resolve(Number(m[1]));
-    });
-    child.once('exit', (c) => reject(new Error(`stub exited ${c}`)));
-  });
-  return { child, url: `http://127.0.0.1:${port}` };
+  return { child, url: await listeningUrl(child, 'stub') };
 }
 
 /**

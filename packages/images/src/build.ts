@@ -1,16 +1,16 @@
 import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { layout, SYSTEM_TEAM, WrennError, wrennDir, writeFileAtomic } from '@wrenn/common';
-import { hostAptSources } from './apt.ts';
 import {
-  DEFAULT_CMDLINE,
-  ENVD_PORT,
-  IMAGE_NAMES,
-  IMAGES,
-  type ImageName,
-  TCG_CPU_MODEL,
-} from './catalog.ts';
-import { buildEnvdSnapshot, ENVD_SNAPSHOT_FORMAT, qemuVersion } from './envd-snapshot.ts';
+  layout,
+  pathExists,
+  SYSTEM_TEAM,
+  WrennError,
+  wrennDir,
+  writeFileAtomic,
+} from '@wrenn/common';
+import { hostAptSources } from './apt.ts';
+import { DEFAULT_CMDLINE, ENVD_PORT, IMAGE_NAMES, IMAGES, type ImageName } from './catalog.ts';
+import { buildEnvdSnapshot, ENVD_SNAPSHOT_FORMAT } from './envd-snapshot.ts';
 import { diskFullError, isDiskFull, requireTool, run, TOOLS } from './exec.ts';
 import { makeExt4 } from './ext4.ts';
 import { sha256, sha256File, sha256FileMemo } from './hash.ts';
@@ -29,6 +29,7 @@ import {
   writeManifest,
 } from './manifest.ts';
 import { type Progress, quietProgress } from './progress.ts';
+import { qemuVersionLine, TCG_CPU_MODEL } from './qemu.ts';
 import { DEFAULT_RECIPES_DIR, type RecipeFiles, recipeFiles } from './recipes.ts';
 import { parsePackageList, populateBase } from './rootfs/base.ts';
 import { populateMinimal, USER_GID, USER_UID } from './rootfs/minimal.ts';
@@ -138,7 +139,11 @@ async function buildLocked(image: ImageName, ctx: Ctx): Promise<BuildResult> {
     guestInit: await sha256File(ctx.recipes.guestInit),
     runtime: await runtimeInputs(runtime, busybox),
     // envd.blob is made in a VM of this CPU model on this QEMU (see envd-snapshot.ts).
-    envdSnapshot: { format: ENVD_SNAPSHOT_FORMAT, cpu: TCG_CPU_MODEL, qemu: await qemuVersion() },
+    envdSnapshot: {
+      format: ENVD_SNAPSHOT_FORMAT,
+      cpu: TCG_CPU_MODEL,
+      qemu: await qemuVersionLine(),
+    },
   };
   if (image === 'base') inputs.base = await baseInputs(ctx.recipes);
   const wantHash = inputsHash(inputs);
@@ -293,10 +298,7 @@ async function installShared(data: Buffer, path: string, dir: string): Promise<F
  */
 async function swapInto(staging: string, imageDir: string) {
   const trash = `${staging}.trash`;
-  const hadOld = await stat(imageDir).then(
-    () => true,
-    () => false,
-  );
+  const hadOld = await pathExists(imageDir);
   if (hadOld) await rename(imageDir, trash);
   try {
     await rename(staging, imageDir);

@@ -30,19 +30,3 @@ export const ENVD_PORT = 49983;
  */
 export const DEFAULT_CMDLINE =
   'console=ttyS0 quiet panic=-1 reboot=t rw cryptomgr.notests init_on_alloc=0';
-
-/**
- * The `-cpu` model of TCG guests. envd's V8 startup snapshot is made in a VM of this model
- * at image build and V8 refuses it on other CPU features, so the agent (vmm/qemu/args.ts)
- * must boot TCG sandboxes with the same one (a unit test checks it). `max` rather than a
- * smaller named model: node ran no faster on qemu64 (measured), and V8 uses what it finds.
- */
-export const TCG_CPU_MODEL = 'max';
-
-/**
- * The QEMU machine every Wrenn VM runs on (sandboxes in vmm/qemu/args.ts, the image build's
- * snapshot VM here): a microvm with virtio-mmio devices. Debian's cloud kernel finds them
- * only through ACPI (no CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES): with acpi=off the root disk
- * never appears.
- */
-export const MICROVM_MACHINE = 'microvm,x-option-roms=off,isa-serial=on,rtc=on,pcie=off,acpi=on';

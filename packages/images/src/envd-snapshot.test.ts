@@ -1,6 +1,6 @@
 import { qemuArgs } from '@wrenn/agent/vmm/qemu/args.ts';
 import { describe, expect, it } from 'vitest';
-import { TCG_CPU_MODEL } from './catalog.ts';
+import { TCG_CPU_MODEL } from './qemu.ts';
 
 describe('envd startup snapshot CPU model', () => {
   // V8 refuses a snapshot made on other CPU features: sandboxes must get the build VM's model.

@@ -1,20 +1,14 @@
 import { spawn } from 'node:child_process';
 import { WrennError } from '@wrenn/common';
-import { MICROVM_MACHINE, TCG_CPU_MODEL } from './catalog.ts';
 import { guestCmdline } from './cmdline.ts';
-import { requireTool, run, TOOLS } from './exec.ts';
+import { requireTool, TOOLS } from './exec.ts';
+import { microvmArgs } from './qemu.ts';
 
 /** Bumped when the way the snapshot is made changes (part of every image's inputs). */
 export const ENVD_SNAPSHOT_FORMAT = 1;
 
 /** What the guest init prints when it is done (images/guest/init, wrenn.envd-snapshot=build). */
 const BUILT = 'wrenn-init: envd snapshot built';
-
-/** QEMU's version line: the `max` CPU model is what this QEMU emulates, so it is an input. */
-export async function qemuVersion(): Promise<string> {
-  const { stdout } = await run(TOOLS.qemu, await requireTool(TOOLS.qemu), ['--version']);
-  return stdout.split('\n')[0]?.trim() ?? '';
-}
 
 /**
  * Make envd's V8 startup snapshot (`/opt/wrenn/envd/envd.blob`) inside the image: boot the
@@ -34,24 +28,8 @@ export async function buildEnvdSnapshot(opts: {
 }): Promise<void> {
   const qemu = await requireTool(TOOLS.qemu);
   const args = [
-    '-name',
-    'wrenn-image-build',
-    '-nodefaults',
-    '-no-user-config',
-    '-display',
-    'none',
-    '-no-reboot',
     // Same machine as a sandbox, minus the network.
-    '-M',
-    MICROVM_MACHINE,
-    '-accel',
-    'tcg',
-    '-cpu',
-    TCG_CPU_MODEL,
-    '-smp',
-    '1',
-    '-m',
-    '512M',
+    ...microvmArgs({ name: 'wrenn-image-build', accel: 'tcg', vcpus: 1, memoryMb: 512 }),
     '-kernel',
     opts.kernel,
     '-initrd',

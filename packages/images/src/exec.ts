@@ -3,6 +3,7 @@ import { constants } from 'node:fs';
 import { access } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
 import { WrennError } from '@wrenn/common';
+import { QEMU_BINARY } from './qemu.ts';
 
 /** A host tool the image builder runs, and the Debian package that provides it. */
 export interface Tool {
@@ -19,8 +20,7 @@ export const TOOLS = {
   mmdebstrap: { command: 'mmdebstrap', debian: 'mmdebstrap' },
   ldd: { command: 'ldd', debian: 'libc-bin' },
   tar: { command: 'tar', debian: 'tar' },
-  // Honours WRENN_QEMU like the agent (@wrenn/agent vmm/qemu/args.ts).
-  qemu: { command: process.env.WRENN_QEMU ?? 'qemu-system-x86_64', debian: 'qemu-system-x86' },
+  qemu: { command: QEMU_BINARY, debian: 'qemu-system-x86' },
 } as const satisfies Record<string, Tool>;
 
 const SEARCH_EXTRA = ['/usr/sbin', '/sbin'];

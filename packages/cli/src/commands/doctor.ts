@@ -3,10 +3,11 @@ import { constants } from 'node:fs';
 import { access, mkdir, readdir, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { probeAccelerator, qemuVersion } from '@wrenn/agent/vmm/qemu/probe.ts';
+import { probeAccelerator } from '@wrenn/agent/vmm/qemu/probe.ts';
 import { errorMessage, layout, wrennDir } from '@wrenn/common';
 import { quietProgress } from '@wrenn/images';
 import { ensureKernel, resolveKernelPackage } from '@wrenn/images/kernel.ts';
+import { qemuVersion } from '@wrenn/images/qemu.ts';
 import type { Command } from 'commander';
 import { output, printTable } from '../output.ts';
 

@@ -1,10 +1,11 @@
-import { MICROVM_MACHINE, TCG_CPU_MODEL } from '@wrenn/images/catalog.ts';
+import { microvmArgs, QEMU_BINARY } from '@wrenn/images/qemu.ts';
 
 /**
- * The one place that turns a VM description into a QEMU command line (`-M microvm`,
- * virtio-mmio devices). Everything else describes VMs with `QemuVmSpec`.
+ * The one place that turns a sandbox's description into a QEMU command line: the machine
+ * head shared with the image build (@wrenn/images microvmArgs), then virtio-mmio devices.
+ * Everything else describes VMs with `QemuVmSpec`.
  */
-export const QEMU_BINARY = process.env.WRENN_QEMU ?? 'qemu-system-x86_64';
+export { QEMU_BINARY };
 
 export type Accelerator = 'kvm' | 'tcg';
 
@@ -58,32 +59,16 @@ export interface QemuVmSpec {
 const MEMORY_BACKEND_ID = 'wrenn-ram';
 
 export function qemuArgs(spec: QemuVmSpec): string[] {
-  const machine = [
-    MICROVM_MACHINE,
-    spec.memoryFile || spec.ramBackend ? `memory-backend=${MEMORY_BACKEND_ID}` : '',
-  ]
-    .filter(Boolean)
-    .join(',');
-
   const args = [
-    '-name',
-    spec.name ?? 'wrenn',
-    '-nodefaults',
-    '-no-user-config',
-    '-display',
-    'none',
-    '-no-reboot',
-    '-M',
-    machine,
-    '-accel',
-    spec.accel,
-    '-cpu',
-    // TCG: the model envd's startup snapshot was made on at image build (@wrenn/images).
-    spec.accel === 'kvm' ? 'host' : TCG_CPU_MODEL,
-    '-smp',
-    String(spec.vcpus),
-    '-m',
-    `${spec.memoryMb}M`,
+    ...microvmArgs({
+      name: spec.name ?? 'wrenn',
+      accel: spec.accel,
+      vcpus: spec.vcpus,
+      memoryMb: spec.memoryMb,
+      ...(spec.memoryFile || spec.ramBackend
+        ? { machineExtra: `memory-backend=${MEMORY_BACKEND_ID}` }
+        : {}),
+    }),
     '-kernel',
     spec.kernel,
     '-append',

@@ -1,10 +1,10 @@
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { constants } from 'node:fs';
 import { access, mkdir, readFile } from 'node:fs/promises';
 import { release } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { layout, writeFileAtomic } from '@wrenn/common';
+import { qemuVersion } from '@wrenn/images/qemu.ts';
 import { type Accelerator, QEMU_BINARY, qemuArgs } from './args.ts';
 
 /**
@@ -24,14 +24,6 @@ export interface AcceleratorVerdict {
 
 // The guest kernel got far enough to run its own code: any of these lines proves KVM works.
 const BOOTED_MARKERS = [/Unable to mount root fs/, /Run \/init as init process/, /Kernel panic/];
-
-const execFileP = promisify(execFile);
-
-export async function qemuVersion(): Promise<string> {
-  const { stdout } = await execFileP(QEMU_BINARY, ['--version']);
-  const m = /version (\S+)/.exec(stdout);
-  return m ? m[1]! : stdout.split('\n')[0]!.trim();
-}
 
 export interface ProbeOptions {
   dir: string;
