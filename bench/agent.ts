@@ -5,7 +5,7 @@
  *
  *   create   Create RPC (overlay + clone of the template snapshot + envd ready + /init)
  *            vs the raw clone floor (QEMU mapping the template RAM → envd /health)
- *   pause    Pause RPC (drain, prepare, stop, snapshot to staging, fsync, swap, stop VM)
+ *   pause    Pause RPC (drain, stop, snapshot to staging, fsync, swap, stop VM)
  *            vs raw `stop` + migrate-to-file (`cat`), and for context vs the same + fsync
  *            of the file (what durability costs with `cat`) and vs raw QEMU migrating
  *            through the agent's own durable copier (`wrenn-stream save`)
@@ -22,7 +22,7 @@ import { join } from 'node:path';
 import { startAgent } from '@wrenn/agent';
 import { TEMPLATE_SNAPSHOT_DIR } from '@wrenn/agent/templates.ts';
 import { hostAccelerator, QemuDriver } from '@wrenn/agent/vmm/qemu/index.ts';
-import { streamTool } from '@wrenn/agent/vmm/qemu/stream-tool.ts';
+import { streamTool, streamToolDir } from '@wrenn/agent/vmm/qemu/stream-tool.ts';
 import { createLogger, layout, SYSTEM_TEAM, wrennDir } from '@wrenn/common';
 import { bootFiles, buildImage, listImages } from '@wrenn/images';
 import { agentClient } from '../packages/agent/test/support/agent-process.ts';
@@ -95,7 +95,7 @@ export async function run(): Promise<Record<string, unknown>> {
       vm,
       templateDir,
       runs,
-      await streamTool(join(layout(dir).cache, 'bin')),
+      await streamTool(streamToolDir(dir)),
     );
 
     // 20 at once.

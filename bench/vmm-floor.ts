@@ -22,11 +22,11 @@ import { mkdtemp, open, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { createOverlay } from '@wrenn/agent/disk.ts';
 import type { VmSpec } from '@wrenn/agent/vmm/driver.ts';
 import { QEMU_BINARY, qemuArgs } from '@wrenn/agent/vmm/qemu/args.ts';
 import {
   buildTemplateSnapshot,
-  createOverlay,
   freeLoopbackPort,
   hostAccelerator,
   QemuDriver,

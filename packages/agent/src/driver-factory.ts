@@ -1,9 +1,7 @@
-import { join } from 'node:path';
-import { layout } from '@wrenn/common';
 import type { TemplateSnapshotBuilder } from './manager.ts';
 import type { VmmDriver } from './vmm/driver.ts';
 import { buildTemplateSnapshot, hostAccelerator, QemuDriver } from './vmm/qemu/index.ts';
-import { streamTool } from './vmm/qemu/stream-tool.ts';
+import { streamTool, streamToolDir } from './vmm/qemu/stream-tool.ts';
 
 /**
  * The one place that picks a VMM implementation: today QEMU (`vmm/qemu`), with the
@@ -17,7 +15,7 @@ export interface DriverBundle {
 
 export async function defaultDriver(dir: string): Promise<DriverBundle> {
   const verdict = await hostAccelerator(dir);
-  const binDir = join(layout(dir).cache, 'bin');
+  const binDir = streamToolDir(dir);
   // Every snapshot and restore goes through wrenn-stream: an agent that cannot build it
   // refuses to start, with the compiler's words, rather than fail its first create.
   await streamTool(binDir);

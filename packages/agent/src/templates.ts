@@ -4,6 +4,7 @@ import {
   fsyncPath,
   isValidId,
   layout,
+  pathExists,
   SYSTEM_TEAM,
   WrennError,
   writeFileAtomic,
@@ -75,7 +76,7 @@ export async function resolveTemplate(
     throw new WrennError('invalid_argument', `bad template id ${JSON.stringify(templateId)}`);
   const tdir = layout(dir).image(teamId, templateId);
   const baseImage = join(tdir, BASE_IMAGE);
-  if (!(await exists(baseImage))) {
+  if (!(await pathExists(baseImage))) {
     throw new WrennError(
       'not_found',
       `template ${teamId}/${templateId} not found (no ${baseImage})`,
@@ -203,11 +204,4 @@ export async function dirBytes(path: string): Promise<number> {
     else total += (await stat(p).catch(() => ({ blocks: 0 }))).blocks * 512;
   }
   return total;
-}
-
-async function exists(p: string): Promise<boolean> {
-  return stat(p).then(
-    () => true,
-    () => false,
-  );
 }

@@ -6,7 +6,7 @@ import { type ErrorCode, errorMessage, isWrennError } from './errors.ts';
  * agent's RPC API, envd's process and filesystem services). Imported by path, so modules
  * that never speak Connect do not load it.
  */
-export const CONNECT_CODES: Record<ErrorCode, Code> = {
+const CONNECT_CODES: Record<ErrorCode, Code> = {
   invalid_argument: Code.InvalidArgument,
   unauthenticated: Code.Unauthenticated,
   permission_denied: Code.PermissionDenied,
@@ -21,15 +21,12 @@ export const CONNECT_CODES: Record<ErrorCode, Code> = {
 };
 
 /**
- * Never a stack trace: a WrennError keeps its code and message; anything else goes through
- * `otherwise` (default: Internal with its message only).
+ * Never a stack trace: a WrennError keeps its code and message; anything else is Internal
+ * with its message only.
  */
-export function toConnectError(
-  e: unknown,
-  otherwise: (e: unknown) => ConnectError = (x) => new ConnectError(errorMessage(x), Code.Internal),
-): ConnectError {
+export function toConnectError(e: unknown): ConnectError {
   if (e instanceof ConnectError) return e;
   if (isWrennError(e))
     return new ConnectError(e.message, CONNECT_CODES[e.code], undefined, undefined, e);
-  return otherwise(e);
+  return new ConnectError(errorMessage(e), Code.Internal);
 }

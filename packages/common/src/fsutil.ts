@@ -1,4 +1,4 @@
-import { open, rename } from 'node:fs/promises';
+import { open, rename, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
 /** fsync a file or directory by path. */
@@ -33,4 +33,12 @@ export async function writeFileAtomic(
   }
   await rename(tmp, path);
   if (durable) await fsyncPath(dirname(path));
+}
+
+/** Whether anything (file, dir, socket, …) is at `path`. */
+export async function pathExists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
 }

@@ -1,6 +1,6 @@
 import { ConnectError } from '@connectrpc/connect';
 import { toConnectError as sharedToConnectError } from '@wrenn/common/connect-errors.ts';
-import { type ErrorCode, errorMessage, isWrennError, WrennError } from '@wrenn/common/errors.ts';
+import { errorMessage, isWrennError, WrennError } from '@wrenn/common/errors.ts';
 
 // Domain code throws WrennError; these two functions are the only places a code becomes a
 // transport status (Connect code for RPC, HTTP status + JSON body for plain routes).

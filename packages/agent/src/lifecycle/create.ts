@@ -1,5 +1,5 @@
-import { mkdir, realpath, stat } from 'node:fs/promises';
-import { isValidId, WrennError } from '@wrenn/common';
+import { mkdir, realpath } from 'node:fs/promises';
+import { isValidId, pathExists, WrennError } from '@wrenn/common';
 import { CleanupStack } from '../cleanup.ts';
 import { step } from '../crash.ts';
 import { createSandboxOverlay } from '../disk.ts';
@@ -75,12 +75,7 @@ export async function createSandbox(m: Manager, params: CreateParams): Promise<S
   if (m.boxes.has(id)) throw new WrennError('conflict', `sandbox ${id} already exists`);
   const tpl = await resolveTemplateFor(m.dir, spec.teamId, spec.templateId);
   const paths = sandboxPaths(m.dir, id);
-  if (
-    await stat(paths.live).then(
-      () => true,
-      () => false,
-    )
-  ) {
+  if (await pathExists(paths.live)) {
     throw new WrennError('conflict', `sandbox ${id} already has a directory on this host`);
   }
   const sb = newSandbox(spec, 0, 'starting');

@@ -1,14 +1,16 @@
-import { mkdir, readdir, realpath, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, realpath, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   fsyncPath,
   isValidId,
   layout,
+  pathExists,
   SYSTEM_TEAM,
   WrennError,
   writeFileAtomic,
 } from '@wrenn/common';
 import { step } from '../crash.ts';
+import { flattenToRaw, qcow2BackingFile } from '../disk.ts';
 import type { Manager } from '../manager.ts';
 import type { Sandbox } from '../sandbox.ts';
 import { nowNs, sandboxPaths } from '../store.ts';
@@ -24,7 +26,6 @@ import {
   type TemplateSnapshotMeta,
 } from '../templates.ts';
 import type { VmSource } from '../vmm/driver.ts';
-import { flattenToRaw, qcow2BackingFile } from '../vmm/qemu/disk.ts';
 
 export interface SandboxSource {
   vm: VmSource;
@@ -85,13 +86,7 @@ export async function templateSource(
 
 async function backingIntact(disk: string): Promise<boolean> {
   const backing = await qcow2BackingFile(disk).catch(() => undefined);
-  return (
-    backing !== undefined &&
-    (await stat(backing).then(
-      () => true,
-      () => false,
-    ))
-  );
+  return backing !== undefined && (await pathExists(backing));
 }
 
 /** Build `images/<team>/<tpl>/snapshot/` once; concurrent callers share the build. */
@@ -180,12 +175,7 @@ export async function createTemplateFromSandbox(
     throw new WrennError('invalid_argument', `bad template id ${JSON.stringify(templateId)}`);
   const sb = m.get(sandboxId);
   const finalDir = layout(m.dir).image(teamId, templateId);
-  if (
-    await stat(finalDir).then(
-      () => true,
-      () => false,
-    )
-  ) {
+  if (await pathExists(finalDir)) {
     throw new WrennError('conflict', `template ${teamId}/${templateId} already exists`);
   }
   const log = m.log.child({ sandbox: sb.id, template: `${teamId}/${templateId}` });

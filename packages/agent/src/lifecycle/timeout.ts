@@ -1,4 +1,3 @@
-import { WrennError } from '@wrenn/common';
 import { inRange, LIMITS, type Manager } from '../manager.ts';
 import type { Sandbox } from '../sandbox.ts';
 import { runningStateOf, sandboxPaths, writeRunningState } from '../store.ts';

@@ -1,6 +1,6 @@
-import { rm, stat } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { errorMessage, fsyncPath, layout } from '@wrenn/common';
+import { errorMessage, fsyncPath, layout, pathExists } from '@wrenn/common';
 import type { Manager } from '../manager.ts';
 import { newSandbox } from '../sandbox.ts';
 import {
@@ -36,10 +36,10 @@ export async function readoptRunning(m: Manager): Promise<ReadoptReport> {
   for (const name of await listSandboxDirs(sandboxes)) {
     if (isStagingOrTrash(name)) continue;
     const paths = sandboxPaths(m.dir, name);
-    if (!(await exists(paths.runningState))) continue;
+    if (!(await pathExists(paths.runningState))) continue;
     const log = m.log.child({ sandbox: name });
     try {
-      const hasMeta = await exists(paths.meta);
+      const hasMeta = await pathExists(paths.meta);
       const state = await readRunningState(paths.live).catch((e) => {
         log.warn(
           { event: 'readopt:bad-state', error: errorMessage(e) },
@@ -112,16 +112,9 @@ export async function readoptRunning(m: Manager): Promise<ReadoptReport> {
         m.slots.release(sb.slot);
         m.boxes.delete(name);
       }
-      if (await exists(paths.meta))
+      if (await pathExists(paths.meta))
         await rm(paths.runningState, { force: true }).catch(() => undefined);
     }
   }
   return report;
-}
-
-async function exists(p: string): Promise<boolean> {
-  return stat(p).then(
-    () => true,
-    () => false,
-  );
 }

@@ -1,7 +1,6 @@
-import { rename, stat } from 'node:fs/promises';
+import { rename } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Logger } from '@wrenn/common';
-import { errorMessage, fsyncPath, layout } from '@wrenn/common';
+import { errorMessage, fsyncPath, type Logger, layout, pathExists } from '@wrenn/common';
 import { isStagingOrTrash, listSandboxDirs, readPauseMeta, removeDir } from '../store.ts';
 
 export interface SweepReport {
@@ -31,10 +30,7 @@ export async function sweepStagingAndTrash(dir: string, log: Logger): Promise<Sw
     const id = name.slice(0, name.indexOf('.staging-'));
     const live = join(sandboxes, id);
     try {
-      const liveExists = await stat(live).then(
-        () => true,
-        () => false,
-      );
+      const liveExists = await pathExists(live);
       if (!liveExists) {
         const meta = await readPauseMeta(join(sandboxes, name)).catch(() => undefined);
         if (meta && meta.sandbox_id === id) {

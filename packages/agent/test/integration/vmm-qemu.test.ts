@@ -8,10 +8,10 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { bootFiles, listImages } from '@wrenn/images';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { createOverlay } from '../../src/disk.ts';
 import type { VmRef, VmSpec } from '../../src/vmm/driver.ts';
 import {
   buildTemplateSnapshot,
-  createOverlay,
   freeLoopbackPort,
   hostAccelerator,
   QemuDriver,

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createOverlay, qcow2BackingFile } from '../../src/vmm/qemu/disk.ts';
+import { createOverlay, qcow2BackingFile } from '../../src/disk.ts';
 import { defaultCmdline } from '../../src/vmm/qemu/driver.ts';
 import { isOurQemu } from '../../src/vmm/qemu/process.ts';
 import {

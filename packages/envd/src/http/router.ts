@@ -11,8 +11,10 @@ import { sendError, sendJson } from './respond.ts';
 export interface HttpDeps {
   state: EnvdState;
   metadata: MetadataStore;
-  /** Drop idle keep-alive connections: after a restore their peers are gone. Never the
-   * connection of a request still being answered. */
+  /**
+   * Drop idle keep-alive connections: after a restore their peers are gone. Never the
+   * connection of a request still being answered.
+   */
   closeIdleConnections(): void;
 }
 
@@ -65,8 +67,9 @@ export async function handleHttp(
 
 /**
  * Quiesce before a snapshot: forget idle connections (their sockets would be dead after a
- * restore; /init drops them too, so the agent's pause skips this round trip). No `sync`: every snapshot saves guest RAM with the disk, so dirty pages travel
- * in the page cache and the pair is consistent; a sync only cost a fork (~0.1-0.5 s in TCG).
+ * restore; /init drops them too, so the agent's pause skips this round trip). No `sync`:
+ * every snapshot saves guest RAM with the disk, so dirty pages travel in the page cache and
+ * the pair is consistent; a sync only cost a fork (~0.1-0.5 s in TCG).
  */
 function prepareSnapshot(deps: HttpDeps): void {
   deps.closeIdleConnections();

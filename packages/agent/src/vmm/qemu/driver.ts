@@ -11,7 +11,8 @@ import {
 } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
-import { isValidId, layout, WrennError, wrennDir } from '@wrenn/common';
+import { isValidId, pathExists, WrennError, wrennDir } from '@wrenn/common';
+import { qcow2BackingFile } from '../../disk.ts';
 import type {
   SnapshotMode,
   SnapshotResult,
@@ -24,7 +25,6 @@ import type {
   VmStatus,
 } from '../driver.ts';
 import { type Accelerator, type QemuVmSpec, qemuArgs } from './args.ts';
-import { qcow2BackingFile } from './disk.ts';
 import { freeLoopbackPort } from './net.ts';
 import { isOurQemu, readPidFile, spawnDaemon, terminate } from './process.ts';
 import { MAX_SOCKET_PATH, QmpClient } from './qmp.ts';
@@ -36,7 +36,7 @@ import {
   saveState,
   writeSnapshotMeta,
 } from './snapshot.ts';
-import { streamTool } from './stream-tool.ts';
+import { streamTool, streamToolDir } from './stream-tool.ts';
 
 /** envd's port inside every guest (E2B's). */
 export const ENVD_GUEST_PORT = 49983;
@@ -84,12 +84,10 @@ export class QemuDriver implements VmmDriver {
       qmpConnectTimeoutMs: 30_000,
       qmpCommandTimeoutMs: 30_000,
       migrationTimeoutMs: 600_000,
-      binDir: join(layout(wrennDir()).cache, 'bin'),
+      binDir: streamToolDir(wrennDir()),
       ...opts,
     };
     this.accel = opts.accel;
-    // Built now, in the background: the first snapshot or restore should not wait for cc.
-    streamTool(this.opts.binDir).catch(() => {}); // a failure is raised where it is needed
   }
 
   async start(spec: VmSpec, source: VmSource, opts: StartOptions = {}): Promise<VmRef> {
@@ -400,12 +398,7 @@ export class QemuDriver implements VmmDriver {
       }
       // QEMU creates the socket before it daemonizes, so a live VM without one is
       // unreachable (its runDir was removed): say so now rather than retry until timeout.
-      if (
-        !(await stat(sock).then(
-          () => true,
-          () => false,
-        ))
-      ) {
+      if (!(await pathExists(sock))) {
         throw new WrennError(
           'unavailable',
           `VM ${ref.vmId} is running but its QMP socket ${sock} is gone`,

@@ -5,7 +5,6 @@ import type { Accelerator } from './args.ts';
 import { probeAccelerator } from './probe.ts';
 
 export { type Accelerator, qemuArgs } from './args.ts';
-export { createOverlay, qcow2BackingFile } from './disk.ts';
 export {
   defaultCmdline,
   ENVD_GUEST_PORT,

@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
-import { access, mkdir, readFile, rename, rm } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { compileC, WrennError } from '@wrenn/common';
+import { compileC, layout, pathExists, WrennError } from '@wrenn/common';
 
 /** The C source of `wrenn-stream`, the pipe ⇄ file mover of migration streams. */
 export const STREAM_TOOL_SOURCE = join(
@@ -13,6 +13,9 @@ export const STREAM_TOOL_SOURCE = join(
   'native',
   'wrenn_stream.c',
 );
+
+/** Where a WRENN_DIR keeps its `wrenn-stream` builds. */
+export const streamToolDir = (wrennDir: string) => join(layout(wrennDir).cache, 'bin');
 
 const built = new Map<string, Promise<string>>();
 
@@ -25,7 +28,7 @@ const built = new Map<string, Promise<string>>();
  */
 export async function streamTool(binDir: string): Promise<string> {
   const path = await once(binDir);
-  if (await exists(path)) return path;
+  if (await pathExists(path)) return path;
   built.delete(binDir);
   return once(binDir);
 }
@@ -40,21 +43,13 @@ function once(binDir: string): Promise<string> {
   return p;
 }
 
-const exists = (path: string) =>
-  access(path)
-    .then(() => true)
-    .catch(() => false);
-
 async function build(binDir: string): Promise<string> {
   const hash = createHash('sha256')
     .update(await readFile(STREAM_TOOL_SOURCE))
     .digest('hex')
     .slice(0, 16);
   const out = join(binDir, `wrenn-stream-${hash}`);
-  const present = await access(out)
-    .then(() => true)
-    .catch(() => false);
-  if (present) return out;
+  if (await pathExists(out)) return out;
   await mkdir(binDir, { recursive: true, mode: 0o700 });
   const tmp = `${out}.tmp-${process.pid}-${Date.now()}`;
   try {
